@@ -1,0 +1,40 @@
+// The process-wide communicator: MPI for the ranks of one job (one rank per GPU).
+// Works as a single rank when started without mpirun. Later: NCCL is bootstrapped from it.
+#pragma once
+#include <mpi.h>
+
+#include <string>
+
+#include "common/error.h"
+
+#define MPI_CHECK(call)                                                                   \
+  do {                                                                                    \
+    int mpi_status_ = (call);                                                             \
+    if (mpi_status_ != MPI_SUCCESS) ::qtrain::dist::fail_mpi(#call, mpi_status_, __FILE__, __LINE__); \
+  } while (0)
+
+namespace qtrain::dist {
+
+// RAII: MPI_Init_thread on construction (unless MPI is already up), MPI_Finalize on destruction.
+class Session {
+ public:
+  Session(int* argc, char*** argv);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+ private:
+  bool owns_ = false;
+};
+
+int rank();
+int world_size();
+inline bool is_main() { return rank() == 0; }
+
+// In-place sum over all ranks (no-op on one rank).
+void allreduce_sum(double* values, int count);
+void allreduce_sum(long long* values, int count);
+
+[[noreturn]] void fail_mpi(const char* call, int status, const char* file, int line);
+
+}  // namespace qtrain::dist

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs, with apt, what qtrain needs to build and test on Debian 12 / Ubuntu 24.04.
+# Only packages that are missing are installed; nothing is downloaded otherwise.
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build ccache pkg-config
+      libtorch-dev libyaml-cpp-dev libhdf5-dev libboost-program-options-dev
+      nlohmann-json3-dev libfmt-dev libspdlog-dev libgtest-dev libgmock-dev
+      libopenmpi-dev openmpi-bin)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
