@@ -1,0 +1,45 @@
+// Cross-field checks of a JobConfig; add a rule here when it involves more than one field.
+#include "config/validate.h"
+
+#include "config/field_value.h"
+
+namespace qtrain::config {
+namespace {
+
+Where where_set(const Sources& sources, const std::string& origin, const std::string& key) {
+  auto it = sources.find(key);
+  if (it == sources.end()) return Where{origin, key, -1};
+  return Where{it->second.file, key, it->second.line};
+}
+
+void validate_data(const DataSection& data, const Sources& sources, const std::string& origin) {
+  if (data.global_batch_size % data.micro_batch_size != 0)
+    throw config_error(where_set(sources, origin, "data.global_batch_size"),
+                       "global_batch_size " + std::to_string(data.global_batch_size) +
+                           " is not a multiple of micro_batch_size " + std::to_string(data.micro_batch_size),
+                       "a multiple of data.micro_batch_size");
+}
+
+void validate_schedule(const TrainingSection& training, const Sources& sources, const std::string& origin) {
+  if (training.warmup_steps > training.steps)
+    throw config_error(where_set(sources, origin, "training.warmup_steps"),
+                       "warmup_steps " + std::to_string(training.warmup_steps) + " exceeds steps " +
+                           std::to_string(training.steps),
+                       "<= training.steps");
+}
+
+}  // namespace
+
+void validate(const JobConfig& job, const Sources& sources, const std::string& origin) {
+  validate_data(job.data, sources, origin);
+  validate_schedule(job.training, sources, origin);
+  if (job.eval.every_steps > 0 && job.data.validation.empty())
+    throw config_error(where_set(sources, origin, "eval.every_steps"),
+                       "periodic evaluation needs validation tokens, but data.validation is empty",
+                       "0, or a data.validation file");
+  if (job.distill.alpha == 0 && job.distill.beta == 0)
+    throw config_error(where_set(sources, origin, "distill.beta"), "alpha and beta are both 0, so the loss is 0",
+                       "alpha > 0 or beta > 0");
+}
+
+}  // namespace qtrain::config
