@@ -29,4 +29,17 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 
 inline bool cuda_available() { return torch::cuda::is_available(); }
 
+// Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
+// On 1.13 such tensors are read as raw bytes (see model/safetensors.h).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define QTRAIN_HAS_FLOAT8 1
+#else
+#define QTRAIN_HAS_FLOAT8 0
+#endif
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define QTRAIN_HAS_WIDE_UINT 1
+#else
+#define QTRAIN_HAS_WIDE_UINT 0
+#endif
+
 }  // namespace qtrain::compat

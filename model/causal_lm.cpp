@@ -1,0 +1,66 @@
+// Forward of the causal LM: embed -> layers -> norm -> lm_head.
+#include "model/causal_lm.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/error.h"
+
+namespace qtrain::model {
+
+DecoderStackImpl::DecoderStackImpl(const ModelConfig& c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+CausalLMImpl::CausalLMImpl(ModelConfig config)
+    : config_(std::move(config)), rotary_(config_.rope, config_.head_dim) {
+  model = register_module("model", DecoderStack(config_));
+  if (!config_.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false));
+}
+
+torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs) {
+  const auto seq = input_ids.size(1);
+  if (config_.sliding_window && seq > *config_.sliding_window)
+    throw Error("sequence of " + std::to_string(seq) + " tokens exceeds the model's sliding window of " +
+                std::to_string(*config_.sliding_window) + ", which qtrain does not implement yet")
+        .key("sliding_window");
+  auto h = model->embed_tokens(input_ids);
+  auto [cos, sin] = rotary_.cos_sin(seq, 0, h.device(), h.scalar_type());
+  for (const auto& layer : *model->layers) {
+    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin);
+    if (layer_outputs) layer_outputs->push_back(h);
+  }
+  return model->norm(h);
+}
+
+const torch::Tensor& CausalLMImpl::lm_head_weight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor CausalLMImpl::logits(const torch::Tensor& hidden) {
+  return lm_head ? lm_head(hidden) : torch::linear(hidden, model->embed_tokens->weight);
+}
+
+torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids) { return logits(hidden_states(input_ids)); }
+
+void init_weights(CausalLMImpl& m, double std, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(seed);
+  for (auto& item : m.named_parameters()) {
+    auto& p = item.value();
+    const auto& name = item.key();
+    torch::Tensor value;
+    if (name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0)
+      value = torch::ones(p.sizes());
+    else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0)
+      value = torch::zeros(p.sizes());
+    else
+      value = at::normal(0.0, std, p.sizes(), gen);
+    p.copy_(value);
+  }
+}
+
+}  // namespace qtrain::model

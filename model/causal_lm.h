@@ -1,0 +1,50 @@
+// The decoder-only causal language model: embeddings, decoder layers, final norm and
+// lm_head (or the tied embedding matrix). Module names match Hugging Face's
+// LlamaForCausalLM, so named_parameters() are the checkpoint's tensor names.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "model/layers.h"
+#include "model/model_config.h"
+#include "model/rope.h"
+
+namespace qtrain::model {
+
+class DecoderStackImpl : public torch::nn::Module {  // "model." in HF names
+ public:
+  explicit DecoderStackImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(DecoderStack);
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  explicit CausalLMImpl(ModelConfig config);
+
+  // input_ids [batch, seq] (int64) -> logits [batch, seq, vocab] in the model's dtype.
+  torch::Tensor forward(const torch::Tensor& input_ids);
+  // Final normalised hidden states [batch, seq, hidden]. If `layer_outputs` is given, the
+  // residual stream after each decoder layer is appended to it (for hidden-state losses).
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs = nullptr);
+  // hidden [.., hidden] -> logits [.., vocab].
+  torch::Tensor logits(const torch::Tensor& hidden);
+  const torch::Tensor& lm_head_weight() const;
+
+  const ModelConfig& config() const { return config_; }
+  DecoderStack model{nullptr};
+  Linear lm_head{nullptr};  // null when the embeddings are tied
+
+ private:
+  ModelConfig config_;
+  RotaryEmbedding rotary_;
+};
+TORCH_MODULE(CausalLM);
+
+// Random weights for tests and benchmarks: normal(0, std) matrices, unit norms, zero biases.
+void init_weights(CausalLMImpl& model, double std, uint64_t seed);
+
+}  // namespace qtrain::model

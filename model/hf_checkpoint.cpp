@@ -1,0 +1,187 @@
+// Reading, validating and writing Hugging Face checkpoint folders.
+#include "model/hf_checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace qtrain::model {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kSingleFile = "model.safetensors";
+constexpr const char* kIndexFile = "model.safetensors.index.json";
+
+// Names that some checkpoints carry but that are derived state, not weights.
+bool is_derived_buffer(const std::string& name) {
+  return name.find("rotary_emb.inv_freq") != std::string::npos;
+}
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open file").file(path.string());
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error(std::string("malformed JSON: ") + e.what()).file(path.string());
+  }
+}
+
+}  // namespace
+
+HFCheckpoint HFCheckpoint::open(const std::string& dir) {
+  HFCheckpoint ck;
+  ck.dir_ = dir;
+  const fs::path root(dir);
+  if (!fs::is_directory(root)) throw Error("not a checkpoint folder (no such directory)").file(dir);
+  ck.config_ = ModelConfig::from_file((root / "config.json").string());
+  if (fs::exists(root / kIndexFile)) {
+    const auto index_path = (root / kIndexFile).string();
+    const json index = read_json(index_path);
+    if (!index.contains("weight_map") || !index["weight_map"].is_object())
+      throw Error("no weight_map object").file(index_path).key("weight_map");
+    std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
+    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+      if (!it.value().is_string()) throw Error("shard name is not a string").file(index_path).key(it.key());
+      const auto shard = it.value().get<std::string>();
+      if (shard.find('/') != std::string::npos) throw Error("shard name has a path").file(index_path).key(it.key());
+      auto& f = shards[shard];
+      if (!f) f = SafetensorsFile::open((root / shard).string());
+      if (!f->contains(it.key()))
+        throw Error("the index places this tensor in " + shard + ", which lacks it").file(index_path).key(it.key());
+      ck.file_of_[it.key()] = f;
+    }
+  } else if (fs::exists(root / kSingleFile)) {
+    auto f = SafetensorsFile::open((root / kSingleFile).string());
+    for (const auto& e : f->entries()) ck.file_of_[e.name] = f;
+  } else {
+    throw Error("no model.safetensors or model.safetensors.index.json (only safetensors checkpoints are read)")
+        .file(dir);
+  }
+  return ck;
+}
+
+std::vector<std::string> HFCheckpoint::tensor_names() const {
+  std::vector<std::string> names;
+  for (const auto& kv : file_of_) names.push_back(kv.first);
+  return names;
+}
+
+const SafetensorsFile& HFCheckpoint::file_of(const std::string& name) const {
+  auto it = file_of_.find(name);
+  if (it == file_of_.end()) throw Error("tensor missing from checkpoint").file(dir_).key(name);
+  return *it->second;
+}
+
+torch::Tensor HFCheckpoint::tensor(const std::string& name) const { return file_of(name).tensor(name); }
+
+void load_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& item : model.named_parameters()) {
+    const auto& name = item.key();
+    auto& param = item.value();
+    if (!ck.contains(name)) throw Error("tensor missing from checkpoint").file(ck.dir()).key(name);
+    auto src = ck.tensor(name);
+    if (src.sizes() != param.sizes())
+      throw Error("shape " + c10::str(src.sizes()) + " does not match the config")
+          .file(ck.file_of(name).path()).key(name).expected(c10::str(param.sizes()));
+    if (!src.is_floating_point())
+      throw Error(std::string("integer tensor where floating weights are expected: ") + c10::toString(src.scalar_type()))
+          .file(ck.file_of(name).path()).key(name);
+    param.copy_(src);
+    used.insert(name);
+  }
+  for (const auto& name : ck.tensor_names()) {
+    if (used.count(name) || is_derived_buffer(name)) continue;
+    if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;  // ignored when tied, as in HF
+    throw Error("unexpected tensor: the model config has no place for it").file(ck.file_of(name).path()).key(name);
+  }
+}
+
+CausalLM load_causal_lm(const std::string& dir, const LoadOptions& options) {
+  auto ck = HFCheckpoint::open(dir);
+  CausalLM model(ck.config());
+  model->to(options.device, options.dtype);
+  load_weights(*model, ck);
+  model->eval();
+  return model;
+}
+
+NamedTensors hf_state(CausalLMImpl& model) {
+  NamedTensors out;
+  for (auto& item : model.named_parameters()) out.emplace_back(item.key(), item.value().detach());
+  return out;
+}
+
+std::string dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kFloat16: return "float16";
+    case torch::kFloat64: return "float64";
+    default: return c10::toString(t);
+  }
+}
+
+torch::ScalarType parse_dtype(const std::string& s) {
+  if (s == "fp32" || s == "float32") return torch::kFloat32;
+  if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
+  if (s == "fp16" || s == "float16") return torch::kFloat16;
+  throw Error("unknown dtype '" + s + "'").expected("fp32|bf16|fp16");
+}
+
+void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const NamedTensors& tensors,
+                        const SaveOptions& options) {
+  fs::create_directories(dir);
+  NamedTensors converted;
+  int64_t total = 0;
+  for (const auto& [name, t] : tensors) {
+    auto v = (options.dtype && t.is_floating_point()) ? t.to(*options.dtype) : t;
+    total += stored_bytes(v);
+    converted.emplace_back(name, v);
+  }
+  ModelConfig out_config = config;
+  if (options.dtype) out_config.dtype = dtype_name(*options.dtype);
+  // Group tensors into shards in name order, starting a new shard when the next would overflow.
+  std::sort(converted.begin(), converted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<NamedTensors> shards(1);
+  int64_t in_shard = 0;
+  for (auto& nt : converted) {
+    const auto bytes = stored_bytes(nt.second);
+    if (in_shard > 0 && in_shard + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      in_shard = 0;
+    }
+    shards.back().push_back(std::move(nt));
+    in_shard += bytes;
+  }
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  std::error_code ec;
+  fs::remove(fs::path(dir) / (shards.size() == 1 ? kIndexFile : kSingleFile), ec);  // no stale layout
+  if (shards.size() == 1) {
+    save_safetensors((fs::path(dir) / kSingleFile).string(), shards[0], meta);
+  } else {
+    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
+    char name[64];
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      save_safetensors((fs::path(dir) / name).string(), shards[i], meta);
+      for (const auto& nt : shards[i]) index["weight_map"][nt.first] = name;
+    }
+    write_file_atomic((fs::path(dir) / kIndexFile).string(), index.dump(2) + "\n");
+  }
+  write_file_atomic((fs::path(dir) / "config.json").string(), out_config.to_json().dump(2) + "\n");
+}
+
+void save_causal_lm(CausalLMImpl& model, const std::string& dir, const SaveOptions& options) {
+  save_hf_checkpoint(dir, model.config(), hf_state(model), options);
+}
+
+}  // namespace qtrain::model

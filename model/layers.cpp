@@ -1,0 +1,86 @@
+// Forward passes of the decoder blocks, numerically as in transformers' modeling_llama.py.
+#include "model/layers.h"
+
+#include <cmath>
+
+#include "common/compat.h"
+#include "model/rope.h"
+
+namespace qtrain::model {
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
+  // Uninitialised: weights come from a checkpoint or from init_weights().
+  weight = register_parameter("weight", torch::empty({out_features, in_features}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out_features}));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (wrapper_) return wrapper_->forward(*this, x);
+  return torch::linear(x, weight, bias);
+}
+
+torch::Tensor LinearImpl::linear(const torch::Tensor& x, const torch::Tensor& w) const {
+  return torch::linear(x, w, bias);
+}
+
+void LinearImpl::set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper) {
+  wrapper_ = register_module(name, std::move(wrapper));
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  auto h = x.to(torch::kFloat32);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c) {
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c)
+    : num_heads(c.num_attention_heads), num_kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, num_heads * head_dim, c.qkv_bias));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+  o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const auto batch = x.size(0), seq = x.size(1);
+  auto q = q_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
+  auto k = k_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
+  auto v = v_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
+  q = apply_rotary(q, cos, sin);
+  k = apply_rotary(k, cos, sin);
+  const auto groups = q.size(1) / k.size(1);  // from the tensors: pruning may remove heads
+  if (groups > 1) {  // grouped-query attention: each kv head serves `groups` query heads
+    k = k.unsqueeze(2).expand({batch, k.size(1), groups, seq, head_dim}).reshape({batch, -1, seq, head_dim});
+    v = v.unsqueeze(2).expand({batch, v.size(1), groups, seq, head_dim}).reshape({batch, -1, seq, head_dim});
+  }
+  auto out = compat::causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim)));
+  return o_proj(out.transpose(1, 2).reshape({batch, seq, -1}));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  self_attn = register_module("self_attn", Attention(c));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  mlp = register_module("mlp", MLP(c));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+}  // namespace qtrain::model

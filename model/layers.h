@@ -1,0 +1,78 @@
+// The building blocks of the decoder: Linear (with an extension point that quant/ and
+// prune/ use to wrap it), RMSNorm, the SwiGLU MLP and grouped-query attention.
+// Parameter names follow Hugging Face (q_proj.weight, input_layernorm.weight, ...).
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "model/model_config.h"
+
+namespace qtrain::model {
+
+class LinearImpl;
+
+// Something that takes over a linear's forward (fake quantization, pruning masks). It is
+// registered as a submodule of the linear, so its parameters and buffers are part of the
+// model's state. The model itself knows nothing about what it does.
+class LinearWrapper : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(LinearImpl& linear, const torch::Tensor& x) = 0;
+};
+
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);
+  // The plain affine map, for wrappers: x W^T + b with the given (possibly transformed) weight.
+  torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight) const;
+  void set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper);
+  const std::shared_ptr<LinearWrapper>& wrapper() const { return wrapper_; }
+
+  torch::Tensor weight;  // [out_features, in_features]
+  torch::Tensor bias;    // [out_features] or undefined
+
+ private:
+  std::shared_ptr<LinearWrapper> wrapper_;
+};
+TORCH_MODULE(Linear);
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  // Normalises in fp32 and returns weight * x in the input dtype, as transformers does.
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& c);
+  // x: [batch, seq, hidden]; cos/sin: [seq, head_dim]. Causal, no padding.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t num_heads, num_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+}  // namespace qtrain::model

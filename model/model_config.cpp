@@ -1,0 +1,161 @@
+// Parsing and validation of Hugging Face config.json for Llama, Qwen2 and Mistral.
+#include "model/model_config.h"
+
+#include <fstream>
+#include <set>
+
+#include "common/error.h"
+
+namespace qtrain::model {
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+T get_required(const json& j, const std::string& key, const std::string& source, const char* expected) {
+  if (!j.contains(key) || j[key].is_null()) throw Error("missing required key").file(source).key(key).expected(expected);
+  try {
+    return j[key].get<T>();
+  } catch (const json::exception&) {
+    throw Error("wrong type: " + j[key].dump()).file(source).key(key).expected(expected);
+  }
+}
+
+template <class T>
+T get_or(const json& j, const std::string& key, T fallback, const std::string& source, const char* expected) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  return get_required<T>(j, key, source, expected);
+}
+
+RopeConfig parse_rope(const json& j, const std::string& src) {
+  RopeConfig r;
+  json params;
+  std::string where;
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    params = j["rope_parameters"];  // transformers >= 5: theta lives inside
+    where = "rope_parameters";
+    r.theta = get_or<double>(params, "rope_theta", get_or<double>(j, "rope_theta", 10000.0, src, "number"), src,
+                             "number");
+  } else {
+    r.theta = get_or<double>(j, "rope_theta", 10000.0, src, "number");
+    if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) params = j["rope_scaling"];
+    where = "rope_scaling";
+  }
+  if (params.is_object()) {
+    // Older configs name the type "type", newer ones "rope_type".
+    if (params.contains("rope_type")) r.type = params["rope_type"].get<std::string>();
+    else if (params.contains("type")) r.type = params["type"].get<std::string>();
+    if (r.type != "default") r.factor = get_required<double>(params, "factor", src, "number > 0");
+    if (r.type == "llama3") {
+      r.low_freq_factor = get_required<double>(params, "low_freq_factor", src, "number");
+      r.high_freq_factor = get_required<double>(params, "high_freq_factor", src, "number");
+      r.original_max_position_embeddings =
+          get_required<int64_t>(params, "original_max_position_embeddings", src, "integer");
+    }
+  }
+  if (r.type != "default" && r.type != "linear" && r.type != "llama3")
+    throw Error("unsupported rope type '" + r.type + "'").file(src).key(where + ".rope_type").expected("default|linear|llama3");
+  if (r.theta <= 0 || r.factor <= 0) throw Error("rope theta and factor must be positive").file(src).key(where);
+  if (r.type == "llama3" && r.high_freq_factor <= r.low_freq_factor)
+    throw Error("high_freq_factor must exceed low_freq_factor").file(src).key(where + ".high_freq_factor");
+  return r;
+}
+
+void check_positive(int64_t v, const std::string& key, const std::string& src) {
+  if (v <= 0) throw Error("must be positive, got " + std::to_string(v)).file(src).key(key).expected("integer > 0");
+}
+
+}  // namespace
+
+bool RopeConfig::operator==(const RopeConfig& o) const {
+  return type == o.type && theta == o.theta && factor == o.factor && low_freq_factor == o.low_freq_factor &&
+         high_freq_factor == o.high_freq_factor &&
+         original_max_position_embeddings == o.original_max_position_embeddings;
+}
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
+  if (!j.is_object()) throw Error("config is not a JSON object").file(src);
+  ModelConfig c;
+  c.raw = j;
+  c.model_type = get_required<std::string>(j, "model_type", src, "llama|qwen2|mistral");
+  static const std::set<std::string> supported = {"llama", "qwen2", "mistral"};
+  if (!supported.count(c.model_type))
+    throw Error("unsupported model_type '" + c.model_type + "'").file(src).key("model_type").expected("llama|qwen2|mistral");
+  c.vocab_size = get_required<int64_t>(j, "vocab_size", src, "integer");
+  c.hidden_size = get_required<int64_t>(j, "hidden_size", src, "integer");
+  c.intermediate_size = get_required<int64_t>(j, "intermediate_size", src, "integer");
+  c.num_hidden_layers = get_required<int64_t>(j, "num_hidden_layers", src, "integer");
+  c.num_attention_heads = get_required<int64_t>(j, "num_attention_heads", src, "integer");
+  c.num_key_value_heads = get_or<int64_t>(j, "num_key_value_heads", c.num_attention_heads, src, "integer");
+  for (auto [k, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},
+                      {"num_attention_heads", c.num_attention_heads}, {"num_key_value_heads", c.num_key_value_heads}})
+    check_positive(v, k, src);
+  if (c.num_attention_heads % c.num_key_value_heads != 0)
+    throw Error("num_attention_heads (" + std::to_string(c.num_attention_heads) + ") is not a multiple of it")
+        .file(src).key("num_key_value_heads").expected("a divisor of num_attention_heads");
+  c.head_dim = get_or<int64_t>(j, "head_dim", 0, src, "integer");
+  if (c.head_dim == 0) {
+    if (c.hidden_size % c.num_attention_heads != 0)
+      throw Error("hidden_size is not divisible by num_attention_heads and head_dim is absent").file(src).key("head_dim");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  check_positive(c.head_dim, "head_dim", src);
+  if (c.head_dim % 2 != 0) throw Error("rotary embeddings need an even head_dim").file(src).key("head_dim");
+  c.max_position_embeddings = get_or<int64_t>(j, "max_position_embeddings", 2048, src, "integer");
+  c.rms_norm_eps = get_or<double>(j, "rms_norm_eps", 1e-6, src, "number");
+  const auto act = get_or<std::string>(j, "hidden_act", "silu", src, "silu");
+  if (act != "silu") throw Error("unsupported activation '" + act + "'").file(src).key("hidden_act").expected("silu");
+  if (get_or<double>(j, "partial_rotary_factor", 1.0, src, "number") != 1.0)
+    throw Error("partial rotary embeddings are not supported").file(src).key("partial_rotary_factor").expected("1.0");
+  c.rope = parse_rope(j, src);
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, src, "bool");
+  const bool attention_bias = get_or<bool>(j, "attention_bias", false, src, "bool");
+  c.qkv_bias = c.model_type == "qwen2" || attention_bias;
+  c.o_bias = c.model_type != "qwen2" && attention_bias;
+  c.mlp_bias = get_or<bool>(j, "mlp_bias", false, src, "bool");
+  // Sliding-window attention is not modelled: keep the window so that the forward can refuse
+  // sequences longer than it, where full attention would give different results.
+  const bool window_on = c.model_type == "mistral" || get_or<bool>(j, "use_sliding_window", false, src, "bool");
+  if (window_on && j.contains("sliding_window") && !j["sliding_window"].is_null())
+    c.sliding_window = get_required<int64_t>(j, "sliding_window", src, "integer or null");
+  c.dtype = get_or<std::string>(j, "dtype", get_or<std::string>(j, "torch_dtype", "float32", src, "string"), src, "string");
+  return c;
+}
+
+ModelConfig ModelConfig::from_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open model config").file(path);
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    throw Error(std::string("malformed JSON: ") + e.what()).file(path);
+  }
+  return from_json(j, path);
+}
+
+json ModelConfig::to_json() const {
+  json j = raw;
+  j["model_type"] = model_type;
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["intermediate_size"] = intermediate_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["num_attention_heads"] = num_attention_heads;
+  j["num_key_value_heads"] = num_key_value_heads;
+  j["head_dim"] = head_dim;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  j[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype;
+  return j;
+}
+
+int64_t ModelConfig::num_parameters() const {
+  const int64_t h = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
+  int64_t attn = h * q + 2 * h * kv + q * h + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? h : 0);
+  int64_t mlp = 3 * h * intermediate_size + (mlp_bias ? 2 * intermediate_size + h : 0);
+  int64_t per_layer = attn + mlp + 2 * h;
+  return num_hidden_layers * per_layer + vocab_size * h * (tie_word_embeddings ? 1 : 2) + h;
+}
+
+}  // namespace qtrain::model
