@@ -34,5 +34,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return qtrain::run_cli("qtrain", [&] { return run(argc, argv); });
+  return qtrain::run_cli("qtrain", &argc, &argv, [&] { return run(argc, argv); });
 }

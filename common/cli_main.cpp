@@ -6,28 +6,45 @@
 #include <cstdio>
 #include <exception>
 #include <new>
+#include <string>
 
+#include "common/dist.h"
 #include "common/error.h"
 
 namespace qtrain {
 
-int run_cli(const char* tool, const std::function<int()>& body) {
+namespace {
+
+// Prints the message, then ends every rank if this is one of several.
+int fail(const char* tool, const std::string& kind, const std::string& message, int status) {
+  const int world = dist::world_size();
+  const std::string where = world > 1 ? " [rank " + std::to_string(dist::rank()) + "]" : "";
+  std::fprintf(stderr, "%s: %s: %s%s\n", tool, kind.c_str(), message.c_str(), where.c_str());
+  std::fflush(stderr);
+  if (world > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  return status;
+}
+
+}  // namespace
+
+int run_cli(const char* tool, int* argc, char*** argv, const std::function<int()>& body) {
   try {
-    return body();
-  } catch (const Error& e) {
+    dist::Session mpi(argc, argv);
+    try {
+      return body();
+    } catch (const Error& e) {
+      return fail(tool, "error", e.what(), kExitBadInput);
+    } catch (const boost::program_options::error& e) {
+      return fail(tool, "error", std::string(e.what()) + " (see " + tool + " --help)", kExitBadInput);
+    } catch (const std::bad_alloc&) {
+      return fail(tool, "error", "out of host memory", 1);
+    } catch (const c10::Error& e) {
+      return fail(tool, "internal error (LibTorch)", e.what_without_backtrace(), 1);
+    } catch (const std::exception& e) {
+      return fail(tool, "internal error", e.what(), 1);
+    }
+  } catch (const std::exception& e) {  // MPI could not start
     std::fprintf(stderr, "%s: error: %s\n", tool, e.what());
-    return kExitBadInput;
-  } catch (const boost::program_options::error& e) {
-    std::fprintf(stderr, "%s: error: %s (see %s --help)\n", tool, e.what(), tool);
-    return kExitBadInput;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "%s: error: out of host memory\n", tool);
-    return 1;
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "%s: internal error (LibTorch): %s\n", tool, e.what_without_backtrace());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: internal error: %s\n", tool, e.what());
     return 1;
   }
 }

@@ -5,6 +5,10 @@
 
 namespace qtrain::dist {
 
+namespace {
+int g_local_rank = 0;  // set once by Session (a collective call), fixed for the process
+}  // namespace
+
 Session::Session(int* argc, char*** argv) {
   int initialized = 0;
   MPI_CHECK(MPI_Initialized(&initialized));
@@ -15,6 +19,10 @@ Session::Session(int* argc, char*** argv) {
   }
   // Errors come back as return codes so that MPI_CHECK can name the call.
   MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  MPI_Comm node;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  MPI_CHECK(MPI_Comm_rank(node, &g_local_rank));
+  MPI_CHECK(MPI_Comm_free(&node));
 }
 
 Session::~Session() {
@@ -43,6 +51,8 @@ int world_size() {
   MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &n));
   return n;
 }
+
+int local_rank() { return g_local_rank; }
 
 void allreduce_sum(double* values, int count) {
   if (world_size() == 1) return;

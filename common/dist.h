@@ -29,6 +29,8 @@ class Session {
 
 int rank();
 int world_size();
+// Rank among the processes of this node (selects the GPU): MPI's shared-memory split.
+int local_rank();
 inline bool is_main() { return rank() == 0; }
 
 // In-place sum over all ranks (no-op on one rank).

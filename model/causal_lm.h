@@ -15,7 +15,7 @@ namespace qtrain::model {
 class DecoderStackImpl : public torch::nn::Module {  // "model." in HF names
  public:
   explicit DecoderStackImpl(const ModelConfig& c);
-  torch::nn::Embedding embed_tokens{nullptr};
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
 };

@@ -27,6 +27,12 @@ void LinearImpl::set_wrapper(const std::string& name, std::shared_ptr<LinearWrap
   wrapper_ = register_module(name, std::move(wrapper));
 }
 
+EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim) {
+  weight = register_parameter("weight", torch::empty({num_embeddings, embedding_dim}));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& input_ids) { return torch::embedding(weight, input_ids); }
+
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }

@@ -37,6 +37,16 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// Token embedding table; unlike torch::nn::Embedding it is left uninitialised, so that
+// building a large model before loading its checkpoint costs no time.
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim);
+  torch::Tensor forward(const torch::Tensor& input_ids);  // [..] int64 -> [.., dim]
+  torch::Tensor weight;  // [num_embeddings, embedding_dim]
+};
+TORCH_MODULE(Embedding);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);

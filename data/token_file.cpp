@@ -1,0 +1,126 @@
+// HDF5 token-file reader: layout validation at open, hyperslab reads of ranges.
+#include "data/token_file.h"
+
+#include <filesystem>
+
+#include "data/hdf5.h"
+
+namespace qtrain::data {
+
+struct TokenFile::Handles {
+  H5Handle file, dataset;
+  hid_t memory_type = H5T_NATIVE_INT64;
+};
+
+namespace {
+
+// The stored integer type's name, or "" if it is not one we accept.
+std::string classify(hid_t type) {
+  if (H5Tget_class(type) != H5T_INTEGER) return "";
+  const auto size = H5Tget_size(type);
+  const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
+  if (is_signed && size == 4) return "int32";
+  if (is_signed && size == 8) return "int64";
+  if (!is_signed && size == 2) return "uint16";
+  return "";
+}
+
+std::optional<H5Handle> open_attribute(hid_t dataset, const char* name, const std::string& path) {
+  if (H5_CHECK(H5Aexists(dataset, name), path) <= 0) return std::nullopt;
+  return H5Handle(H5_CHECK(H5Aopen(dataset, name, H5P_DEFAULT), path));
+}
+
+std::optional<int64_t> read_int_attribute(hid_t dataset, const char* name, const std::string& path) {
+  auto attr = open_attribute(dataset, name, path);
+  if (!attr) return std::nullopt;
+  H5Handle type(H5_CHECK(H5Aget_type(attr->get()), path));
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    throw Error("attribute is not an integer").file(path).key(std::string(kInputIdsDataset) + "@" + name);
+  int64_t value = 0;
+  H5_CHECK(H5Aread(attr->get(), H5T_NATIVE_INT64, &value), path);
+  return value;
+}
+
+std::optional<std::string> read_string_attribute(hid_t dataset, const char* name, const std::string& path) {
+  auto attr = open_attribute(dataset, name, path);
+  if (!attr) return std::nullopt;
+  H5Handle type(H5_CHECK(H5Aget_type(attr->get()), path));
+  const std::string key = std::string(kInputIdsDataset) + "@" + name;
+  if (H5Tget_class(type.get()) != H5T_STRING) throw Error("attribute is not a string").file(path).key(key);
+  if (H5Tis_variable_str(type.get()) > 0) {
+    char* text = nullptr;
+    H5Handle memory_type(H5_CHECK(H5Tget_native_type(type.get(), H5T_DIR_ASCEND), path));
+    H5_CHECK(H5Aread(attr->get(), memory_type.get(), &text), path);
+    std::string value = text ? text : "";
+    H5free_memory(text);
+    return value;
+  }
+  std::string value(H5Tget_size(type.get()), '\0');
+  H5_CHECK(H5Aread(attr->get(), type.get(), value.data()), path);
+  value.resize(value.find('\0') == std::string::npos ? value.size() : value.find('\0'));
+  return value;
+}
+
+}  // namespace
+
+TokenFile::~TokenFile() = default;
+TokenFile::TokenFile(TokenFile&&) noexcept = default;
+TokenFile& TokenFile::operator=(TokenFile&&) noexcept = default;
+
+TokenFile TokenFile::open(const std::string& path) {
+  silence_hdf5_errors();
+  if (!std::filesystem::is_regular_file(path)) throw Error("token file not found").file(path);
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    throw Error("not an HDF5 file (or a truncated one)").file(path).expected("an HDF5 token file (docs/formats.md)");
+  TokenFile f;
+  f.path_ = path;
+  f.h_ = std::make_unique<Handles>();
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (file < 0) throw Error("cannot open HDF5 file: " + hdf5_error_message()).file(path);
+  f.h_->file = H5Handle(file);
+  if (H5Lexists(file, kInputIdsDataset, H5P_DEFAULT) <= 0)
+    throw Error("no dataset").file(path).key(kInputIdsDataset).expected("a 1-D integer dataset 'input_ids'");
+  f.h_->dataset = H5Handle(H5_CHECK(H5Dopen2(file, kInputIdsDataset, H5P_DEFAULT), path));
+  H5Handle space(H5_CHECK(H5Dget_space(f.h_->dataset.get()), path));
+  if (H5Sget_simple_extent_ndims(space.get()) != 1)
+    throw Error("dataset is not 1-D").file(path).key(kInputIdsDataset).expected("shape [num_tokens]");
+  hsize_t dims[1] = {0};
+  H5_CHECK(H5Sget_simple_extent_dims(space.get(), dims, nullptr), path);
+  f.size_ = static_cast<int64_t>(dims[0]);
+  H5Handle type(H5_CHECK(H5Dget_type(f.h_->dataset.get()), path));
+  f.stored_type_ = classify(type.get());
+  if (f.stored_type_.empty())
+    throw Error("unsupported element type").file(path).key(kInputIdsDataset).expected("int32, uint16 or int64");
+  f.vocab_size_ = read_int_attribute(f.h_->dataset.get(), kVocabSizeAttribute, path);
+  f.fingerprint_ = read_string_attribute(f.h_->dataset.get(), kTokenizerFingerprintAttribute, path);
+  return f;
+}
+
+torch::Tensor TokenFile::read(int64_t begin, int64_t count) const {
+  TORCH_CHECK(begin >= 0 && count >= 0 && begin + count <= size_, "token range out of bounds");
+  auto out = torch::empty({count}, torch::kInt64);
+  if (count == 0) return out;
+  H5Handle file_space(H5_CHECK(H5Dget_space(h_->dataset.get()), path_));
+  const hsize_t start[1] = {static_cast<hsize_t>(begin)}, extent[1] = {static_cast<hsize_t>(count)};
+  H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr), path_);
+  H5Handle memory_space(H5_CHECK(H5Screate_simple(1, extent, nullptr), path_));
+  // HDF5 converts the stored integer type to int64 while reading.
+  H5_CHECK(H5Dread(h_->dataset.get(), H5T_NATIVE_INT64, memory_space.get(), file_space.get(), H5P_DEFAULT,
+                   out.data_ptr<int64_t>()),
+           path_);
+  return out;
+}
+
+void check_token_range(const torch::Tensor& ids, int64_t vocab_size, const std::string& path, int64_t offset) {
+  const auto bad = (ids < 0).logical_or(ids >= vocab_size);
+  if (!bad.any().item<bool>()) return;
+  const auto index = bad.flatten().nonzero()[0].item<int64_t>();
+  const auto value = ids.flatten()[index].item<int64_t>();
+  throw Error("token id " + std::to_string(value) + " at position " + std::to_string(offset + index) +
+              " is outside the model's vocabulary")
+      .file(path)
+      .key(kInputIdsDataset)
+      .expected("ids in [0, " + std::to_string(vocab_size) + ")");
+}
+
+}  // namespace qtrain::data
