@@ -2,7 +2,12 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace qtrain::testing {
@@ -18,6 +23,43 @@ inline std::filesystem::path scratch_dir() {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+struct ToolRun {
+  int status = -1;  // exit status; -1 if killed by a signal
+  std::string out, err;
+};
+
+// Runs a built tool (qtrain, qeval, ...) with `args` from the source tree (configs name paths
+// relative to it); stdout and stderr go through files in `dir`. `prefix` goes before the
+// tool (e.g. "mpirun -n 2").
+inline ToolRun run_tool(const std::filesystem::path& dir, const std::string& tool, const std::string& args,
+                        const std::string& prefix = "") {
+  const std::string command = "cd '" + source_dir().string() + "' && " + prefix + " '" +
+                              (binary_dir() / tool).string() + "' " + args + " > '" + (dir / "out").string() +
+                              "' 2> '" + (dir / "err").string() + "'";
+  const int raw = std::system(command.c_str());
+  ToolRun run;
+  run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  run.out = read_text(dir / "out");
+  run.err = read_text(dir / "err");
+  return run;
+}
+
+// The launcher prefix for `ranks` MPI processes on this one machine (also as root, as in CI
+// containers), for run_tool's `prefix`. The test process is itself an MPI singleton, whose
+// OMPI_/PMIX_ variables would make the child mpirun think it runs inside a job: drop them.
+inline std::string mpirun(int ranks) {
+  return "unset $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|OPAL\\)_[A-Za-z0-9_]*\\)=.*/\\1/p'); "
+         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe -n " +
+         std::to_string(ranks);
 }
 
 }  // namespace qtrain::testing
