@@ -1,11 +1,9 @@
-// Test entry point: MPI is initialised once for the whole suite (the library's
-// process-wide communicator), then GoogleTest runs.
+// Test entry point. The suite runs as a plain process without MPI (the library treats an
+// uninitialised MPI as one rank); multi-rank behaviour is tested by starting the built
+// tools under mpirun (tests/test_util.h), which keeps each test process fast to start.
 #include <gtest/gtest.h>
 
-#include "common/dist.h"
-
 int main(int argc, char** argv) {
-  qtrain::dist::Session mpi(&argc, &argv);
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

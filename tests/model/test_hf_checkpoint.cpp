@@ -142,6 +142,8 @@ struct ConfigDefect {
   const char* message;
 };
 
+void PrintTo(const ConfigDefect& d, std::ostream* os) { *os << d.name; }
+
 class ConfigDefects : public ::testing::TestWithParam<ConfigDefect> {};
 
 TEST_P(ConfigDefects, AreRejectedNamingTheKey) {

@@ -91,6 +91,8 @@ struct Corruption {
   const char* message;   // expected part of the error
 };
 
+void PrintTo(const Corruption& c, std::ostream* os) { *os << c.name; }
+
 class SafetensorsCorruption : public ::testing::TestWithParam<Corruption> {};
 
 TEST_P(SafetensorsCorruption, IsRejectedWithTheFileName) {
