@@ -1,7 +1,8 @@
 // Strict scalar parsing and YAML formatting for config fields, and the text of constraints.
 #include "config/field_value.h"
 
-#include <fmt/format.h>
+#include <charconv>
+#include <cstdio>
 
 #include <cctype>
 #include <cerrno>
@@ -19,8 +20,15 @@ Error config_error(const Where& where, const std::string& reason, const std::str
 
 namespace {
 
+// Shortest text that reads back to the same double ("0.5", "1e-05", "2").
+std::string shortest(double v) {
+  char text[64];
+  const auto end = std::to_chars(text, text + sizeof(text), v).ptr;
+  return std::string(text, end);
+}
+
 std::string format_number(double v) {
-  std::string text = fmt::format("{}", v);
+  std::string text = shortest(v);
   // Keep a visible decimal point so that a number field never reads like an integer one.
   if (std::isfinite(v) && text.find_first_of(".e") == std::string::npos) text += ".0";
   return text;
@@ -79,9 +87,9 @@ bool is_plain_string(const std::string& s) {
 std::string Range::describe() const {
   bool has_min = std::isfinite(min), has_max = std::isfinite(max);
   if (has_min && has_max)
-    return fmt::format("in {}{}, {}]", exclusive_min ? "(" : "[", min, max);
-  if (has_min) return fmt::format("{} {}", exclusive_min ? ">" : ">=", min);
-  if (has_max) return fmt::format("<= {}", max);
+    return std::string("in ") + (exclusive_min ? "(" : "[") + shortest(min) + ", " + shortest(max) + "]";
+  if (has_min) return std::string(exclusive_min ? ">" : ">=") + " " + shortest(min);
+  if (has_max) return "<= " + shortest(max);
   return "any";
 }
 
@@ -145,7 +153,9 @@ std::string format_value(const std::string& value) {
       quoted += '\\';
       quoted += c;
     } else if (static_cast<unsigned char>(c) < 0x20) {
-      quoted += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+      char escape[8];
+      std::snprintf(escape, sizeof(escape), "\\x%02x", static_cast<unsigned char>(c));
+      quoted += escape;
     } else {
       quoted += c;
     }
