@@ -20,10 +20,16 @@ Error config_error(const Where& where, const std::string& reason, const std::str
 
 namespace {
 
-// Shortest text that reads back to the same double ("0.5", "1e-05", "2").
+// Shortest text that reads back to the same double, fixed-point for exponents in [-4, 16)
+// and scientific outside, as Python's repr: "0.0003", "1e-05", "2", "1e+16".
 std::string shortest(double v) {
   char text[64];
-  const auto end = std::to_chars(text, text + sizeof(text), v).ptr;
+  auto end = std::to_chars(text, text + sizeof(text), v, std::chars_format::scientific).ptr;
+  const std::string scientific(text, end);
+  const auto e = scientific.find('e');
+  const int exponent = e == std::string::npos ? 0 : std::stoi(scientific.substr(e + 1));
+  if (!std::isfinite(v) || exponent < -4 || exponent >= 16) return scientific;
+  end = std::to_chars(text, text + sizeof(text), v, std::chars_format::fixed).ptr;
   return std::string(text, end);
 }
 
