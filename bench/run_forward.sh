@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-/tmp}/bench_forward.jsonl"
 : > "$out"
-build/bench_forward "$@" | tee -a "$out"
+build/bench/bench_forward "$@" | tee -a "$out"
 python3 bench/hf_forward.py "$@" | tee -a "$out"
 python3 - "$out" <<'PY'
 import json, sys

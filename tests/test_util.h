@@ -56,10 +56,12 @@ inline ToolRun run_tool(const std::filesystem::path& dir, const std::string& too
 // The launcher prefix for `ranks` MPI processes on this one machine (also as root, as in CI
 // containers), for run_tool's `prefix`. A test process that was itself started by an MPI
 // launcher carries OMPI_/PMIX_ variables that would make the child mpirun think it runs
-// inside that job: drop them.
+// inside that job: drop them. One node needs no ssh, and machines without one (containers)
+// would refuse to start: the rsh agent is set to `false`, which is never called here.
 inline std::string mpirun(int ranks) {
   return "unset $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|OPAL\\)_[A-Za-z0-9_]*\\)=.*/\\1/p'); "
-         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe -n " +
+         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe "
+         "--mca plm_rsh_agent false -n " +
          std::to_string(ranks);
 }
 

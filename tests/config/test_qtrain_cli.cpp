@@ -58,7 +58,7 @@ TEST(QtrainCli, DryRunOfDemoReadsBackToTheSameConfig) {
 
 TEST(QtrainCli, WithoutConfigUsesTheEmbeddedDemo) {
   const auto dir = testing::scratch_dir();
-  const ToolRun run = run_qtrain(dir, "");
+  const ToolRun run = run_qtrain(dir, "--set model.device=cpu");
   EXPECT_EQ(run.status, 0) << run.err;
   // For now the job evaluates the teacher: the fixture's perplexity from transformers, 550.7404.
   EXPECT_NE(run.out.find("qtrain: teacher tests/fixtures/llama_gqa_llama3 on tests/fixtures/tokens.h5: perplexity "
