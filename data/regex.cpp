@@ -159,12 +159,4 @@ void Regex::find_all(std::string_view subject, std::vector<Span>* matches) const
   pcre2_match_data_free(data);
 }
 
-bool Regex::search(std::string_view subject) const {
-  pcre2_match_data* data = pcre2_match_data_create_from_pattern(code_->code, nullptr);
-  const int rc = match_once(code_->code, code_->jit, subject, 0, data);
-  pcre2_match_data_free(data);
-  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) throw Error("regex /" + pattern_ + "/ failed: " + pcre2_message(rc));
-  return rc >= 0;
-}
-
 }  // namespace qtrain::data

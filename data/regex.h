@@ -38,9 +38,6 @@ class Regex {
   // matches (PCRE2_MATCH_INVALID_UTF).
   void find_all(std::string_view subject, std::vector<Span>* matches) const;
 
-  // True if the pattern matches somewhere in `subject`.
-  bool search(std::string_view subject) const;
-
   const std::string& pattern() const { return pattern_; }
 
  private:
