@@ -7,8 +7,8 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
-find_package(fmt REQUIRED)
-find_package(spdlog REQUIRED)
+# No fmt/spdlog: PyTorch's wheel ships fmt 12 headers inside LibTorch's include folder,
+# which shadow Debian's fmt 9 headers while Debian's libfmt.so.9 is linked.
 
 # Tokenizers (data/): PCRE2 runs the pre-tokenizer regexes, SentencePiece loads
 # tokenizer.model, utf8proc does NFC, xxHash (header-only) hashes fingerprints.
@@ -60,11 +60,14 @@ else()
 endif()
 target_link_libraries(qtrain_deps INTERFACE
   ${TORCH_LIBRARIES} MPI::MPI_C ${HDF5_C_LIBRARIES} Boost::program_options
-  ${QTRAIN_YAML_TARGET} nlohmann_json::nlohmann_json fmt::fmt spdlog::spdlog
+  ${QTRAIN_YAML_TARGET} nlohmann_json::nlohmann_json
   qtrain::pcre2 qtrain::utf8proc qtrain::xxhash ${CMAKE_DL_LIBS})
 target_include_directories(qtrain_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})
-target_compile_definitions(qtrain_deps INTERFACE ${HDF5_C_DEFINITIONS} SPDLOG_FMT_EXTERNAL
-  OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+target_compile_definitions(qtrain_deps INTERFACE ${HDF5_C_DEFINITIONS} OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+# PyTorch's wheel exports its own copy of std::filesystem (from an older libstdc++), and a
+# binary that lists libtorch.so before libstdc++.so binds to it: remove_all then jumps to
+# null. Naming libstdc++ first makes every std:: symbol bind to the real one.
+target_link_options(qtrain_deps INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
 target_compile_options(qtrain_deps INTERFACE ${TORCH_CXX_FLAGS})
 add_dependencies(qtrain_deps qtrain_sentencepiece)  # followed to every consumer (CMake >= 3.19)
 

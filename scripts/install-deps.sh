@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev libyaml-cpp-dev libhdf5-dev libboost-program-options-dev
-      nlohmann-json3-dev libfmt-dev libspdlog-dev libgtest-dev libgmock-dev
+      nlohmann-json3-dev libgtest-dev libgmock-dev
       libopenmpi-dev openmpi-bin
       libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev)
 missing=()

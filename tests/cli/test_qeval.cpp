@@ -15,7 +15,7 @@ TEST(QevalCli, JsonPerplexityMatchesTransformers) {
   const auto dir = testing::scratch_dir();
   const auto run = run_tool(dir, "qeval",
                             "--model tests/fixtures/llama_gqa_llama3 --data tests/fixtures/tokens.h5 --seq-len 64 "
-                            "--batch-size 7 --json");
+                            "--batch-size 7 --device cpu --json");
   ASSERT_EQ(run.status, 0) << run.err;
   const auto got = nlohmann::json::parse(run.out);
   const auto reference = nlohmann::json::parse(testing::read_text(testing::fixture("llama_gqa_llama3/reference.json")));
@@ -29,7 +29,7 @@ TEST(QevalCli, JsonPerplexityMatchesTransformers) {
 TEST(QevalCli, TwoRanksSplitTheWindowsAndAgree) {
   const auto dir = testing::scratch_dir();
   const auto run = run_tool(dir, "qeval",
-                            "--model tests/fixtures/qwen2_bias --data tests/fixtures/tokens.h5 --seq-len 64 --json",
+                            "--model tests/fixtures/qwen2_bias --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu --json",
                             testing::mpirun(2));
   ASSERT_EQ(run.status, 0) << run.err;
   const auto got = nlohmann::json::parse(run.out);  // rank 0 alone prints

@@ -21,9 +21,9 @@ nlohmann::json reference_of(const std::string& name) {
 
 class PerplexityParity : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(PerplexityParity, MatchesTransformers) {
-  const auto reference = reference_of(GetParam());
-  auto model = model::load_causal_lm(testing::fixture(GetParam()).string());
+void expect_reference_perplexity(const std::string& name, const torch::Device& device) {
+  const auto reference = reference_of(name);
+  auto model = model::load_causal_lm(testing::fixture(name).string(), {device, torch::kFloat32});
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
   PerplexityOptions options;
   options.seq_len = reference["seq_len"];
@@ -39,6 +39,14 @@ TEST_P(PerplexityParity, MatchesTransformers) {
   ASSERT_EQ(r.window_nll_sums.size(), sums.size());
   for (size_t i = 0; i < sums.size(); ++i)
     EXPECT_NEAR(r.window_nll_sums[i], sums[i].get<double>(), 1e-5 * sums[i].get<double>()) << "window " << i;
+}
+
+TEST_P(PerplexityParity, MatchesTransformers) { expect_reference_perplexity(GetParam(), torch::kCPU); }
+
+// The same on the GPU in fp32 (fused SDPA attention on LibTorch 2.x); skipped without CUDA.
+TEST_P(PerplexityParity, MatchesTransformersOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  expect_reference_perplexity(GetParam(), torch::Device(torch::kCUDA, 0));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PerplexityParity,

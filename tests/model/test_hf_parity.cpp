@@ -13,20 +13,28 @@ namespace {
 
 class HFParity : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(HFParity, LogitsMatchTransformers) {
-  const auto dir = testing::fixture(GetParam());
-  auto model = load_causal_lm(dir.string());
+void expect_reference_logits(const std::string& name, const torch::Device& device) {
+  const auto dir = testing::fixture(name);
+  auto model = load_causal_lm(dir.string(), {device, torch::kFloat32});
   auto reference = SafetensorsFile::open((dir / "reference.safetensors").string());
   const auto input_ids = reference->tensor("input_ids");
   const auto expected = reference->tensor("logits");
   torch::NoGradGuard no_grad;
-  const auto logits = model->forward(input_ids);
+  const auto logits = model->forward(input_ids.to(device)).cpu();
   ASSERT_EQ(logits.sizes(), expected.sizes());
   const double scale = expected.abs().max().item<double>();
   const double max_error = (logits - expected).abs().max().item<double>();
   EXPECT_LT(max_error / scale, 1e-4) << "max |diff| " << max_error << " vs max |ref| " << scale;
   // And the argmax tokens agree everywhere (a dropped bias or a wrong rope shows here too).
   EXPECT_TRUE(logits.argmax(-1).equal(expected.argmax(-1)));
+}
+
+TEST_P(HFParity, LogitsMatchTransformers) { expect_reference_logits(GetParam(), torch::kCPU); }
+
+// fp32 on the GPU (TF32 matmuls stay off: LibTorch's default); skipped without CUDA.
+TEST_P(HFParity, LogitsMatchTransformersOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  expect_reference_logits(GetParam(), torch::Device(torch::kCUDA, 0));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HFParity,
