@@ -11,46 +11,42 @@ namespace qtrain::data {
 BpeModel::BpeModel(const BpeSpec& spec, const std::string& file)
     : fuse_unk_(spec.fuse_unk), ignore_merges_(spec.ignore_merges) {
   int32_t max_id = -1;
-  vocab_.reserve(spec.vocab.size());
   for (const auto& [token, id] : spec.vocab) {
     if (id < 0) throw Error("negative token id " + std::to_string(id)).file(file).key("model.vocab." + token);
-    vocab_[token] = id;
+    vocab_.insert(token, id);
     max_id = std::max(max_id, id);
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_token_.assign(id_to_token_.size(), false);
-  for (const auto& [token, id] : vocab_) {
+  for (const auto& [token, id] : spec.vocab) {
     id_to_token_[id] = token;
     has_token_[id] = true;
   }
   for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(byte_level::encode(std::string(1, static_cast<char>(b))));
-    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+    const int32_t* id = vocab_.find(byte_level::encode(std::string(1, static_cast<char>(b))));
+    byte_ids_[b] = id ? *id : -1;
   }
   if (spec.unk_token) {
-    auto it = vocab_.find(*spec.unk_token);
-    if (it == vocab_.end())
-      throw Error("unk_token '" + *spec.unk_token + "' is not in the vocabulary").file(file).key("model.unk_token");
-    unk_id_ = it->second;
+    const int32_t* id = vocab_.find(*spec.unk_token);
+    if (!id) throw Error("unk_token '" + *spec.unk_token + "' is not in the vocabulary").file(file).key("model.unk_token");
+    unk_id_ = *id;
   }
-  merges_.reserve(spec.merges.size());
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
     const auto& [left, right] = spec.merges[rank];
     const std::string key = "model.merges[" + std::to_string(rank) + "]";
-    auto l = vocab_.find(left), r = vocab_.find(right), m = vocab_.find(left + right);
-    if (l == vocab_.end()) throw Error("merge token '" + left + "' is not in the vocabulary").file(file).key(key);
-    if (r == vocab_.end()) throw Error("merge token '" + right + "' is not in the vocabulary").file(file).key(key);
-    if (m == vocab_.end())
-      throw Error("merged token '" + left + right + "' is not in the vocabulary").file(file).key(key);
+    const int32_t *l = vocab_.find(left), *r = vocab_.find(right), *m = vocab_.find(left + right);
+    if (!l) throw Error("merge token '" + left + "' is not in the vocabulary").file(file).key(key);
+    if (!r) throw Error("merge token '" + right + "' is not in the vocabulary").file(file).key(key);
+    if (!m) throw Error("merged token '" + left + right + "' is not in the vocabulary").file(file).key(key);
     // Later duplicates win, as in tokenizers' HashMap built from the merge list.
-    merges_[pair_key(l->second, r->second)] = Merge{static_cast<int32_t>(rank), m->second};
+    merges_.set(pair_key(*l, *r), Merge{static_cast<int32_t>(rank), *m});
   }
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(std::string(token));
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  const int32_t* id = vocab_.find(token);
+  if (!id) return std::nullopt;
+  return *id;
 }
 
 const std::string* BpeModel::id_to_token(int32_t id) const {
@@ -61,9 +57,8 @@ const std::string* BpeModel::id_to_token(int32_t id) const {
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>* ids) const {
   if (word.empty()) return;
   if (ignore_merges_) {
-    auto it = vocab_.find(byte_level::encode(word));
-    if (it != vocab_.end()) {
-      ids->push_back(it->second);
+    if (const int32_t* id = vocab_.find(byte_level::encode(word))) {
+      ids->push_back(*id);
       return;
     }
   }
@@ -106,9 +101,9 @@ void BpeModel::merge_all(std::vector<int32_t>* symbol_ids) const {
   heap.clear();
   for (int32_t i = 0; i < n; ++i) symbols.push_back({(*symbol_ids)[i], i - 1, i + 1 < n ? i + 1 : -1, false});
   const auto push_candidate = [&](int32_t pos) {
-    auto it = merges_.find(pair_key(symbols[pos].id, symbols[symbols[pos].next].id));
-    if (it == merges_.end()) return;
-    heap.push_back({it->second.rank, pos, it->second.new_id});
+    const Merge* merge = merges_.find(pair_key(symbols[pos].id, symbols[symbols[pos].next].id));
+    if (!merge) return;
+    heap.push_back({merge->rank, pos, merge->new_id});
     std::push_heap(heap.begin(), heap.end(), later);
   };
   for (int32_t i = 0; i + 1 < n; ++i) push_candidate(i);
@@ -121,8 +116,8 @@ void BpeModel::merge_all(std::vector<int32_t>* symbol_ids) const {
     if (left.removed || left.next < 0) continue;
     // Skip a stale entry: the pair at this position has changed since it was pushed.
     const Symbol& right = symbols[left.next];
-    auto it = merges_.find(pair_key(left.id, right.id));
-    if (it == merges_.end() || it->second.new_id != top.new_id) continue;
+    const Merge* merge = merges_.find(pair_key(left.id, right.id));
+    if (!merge || merge->new_id != top.new_id) continue;
     const int32_t right_pos = left.next;
     left.id = top.new_id;
     left.next = right.next;

@@ -8,9 +8,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "data/flat_hash.h"
 
 namespace qtrain::data {
 
@@ -46,10 +47,10 @@ class BpeModel {
   }
   void merge_all(std::vector<int32_t>* symbols) const;
 
-  std::unordered_map<std::string, int32_t> vocab_;
+  FlatStringMap<int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_token_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  FlatU64Map<Merge> merges_;
   std::array<int32_t, 256> byte_ids_{};  // id of each byte's one-symbol token, -1 if none
   std::optional<int32_t> unk_id_;
   bool fuse_unk_ = false;

@@ -1,23 +1,14 @@
-// Per-thread word tables; see word_cache.h for why they are built this way. Keys are hashed
-// with XXH3 (header-only xxHash), which is fast on the short strings words are.
+// Per-thread word tables; see word_cache.h for why they are built this way.
 #include "data/word_cache.h"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <atomic>
-#include <deque>
 #include <memory>
-#include <string>
-#include <unordered_map>
 #include <utility>
+
+#include "data/flat_hash.h"
 
 namespace qtrain::data {
 namespace {
-
-struct Xxh3Hash {
-  size_t operator()(std::string_view s) const { return static_cast<size_t>(XXH3_64bits(s.data(), s.size())); }
-};
 
 std::atomic<uint64_t> next_cache_id{1};
 
@@ -27,8 +18,7 @@ struct WordCache::Table {
   struct Entry {
     uint32_t offset, count;  // a range of ids
   };
-  std::deque<std::string> keys;  // owns the words the map's keys point into (deque: never moves them)
-  std::unordered_map<std::string_view, Entry, Xxh3Hash> map;
+  FlatStringMap<Entry> map;
   std::vector<int32_t> ids;
 };
 
@@ -51,10 +41,10 @@ WordCache::Table& WordCache::table() const {
 bool WordCache::lookup(std::string_view word, std::vector<int32_t>* ids) const {
   if (word.size() > kMaxWordBytes) return false;
   const Table& t = table();
-  auto it = t.map.find(word);
-  if (it == t.map.end()) return false;
-  const int32_t* begin = t.ids.data() + it->second.offset;
-  ids->insert(ids->end(), begin, begin + it->second.count);
+  const Table::Entry* entry = t.map.find(word);
+  if (!entry) return false;
+  const int32_t* begin = t.ids.data() + entry->offset;
+  ids->insert(ids->end(), begin, begin + entry->count);
   return true;
 }
 
@@ -62,10 +52,8 @@ void WordCache::insert(std::string_view word, const std::vector<int32_t>& ids, s
   if (word.size() > kMaxWordBytes) return;
   Table& t = table();
   if (t.map.size() >= capacity_) return;
-  const std::string& key = t.keys.emplace_back(word);
   const Table::Entry entry{static_cast<uint32_t>(t.ids.size()), static_cast<uint32_t>(ids.size() - first)};
-  t.ids.insert(t.ids.end(), ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end());
-  t.map.emplace(std::string_view(key), entry);
+  if (t.map.insert(word, entry)) t.ids.insert(t.ids.end(), ids.begin() + static_cast<std::ptrdiff_t>(first), ids.end());
 }
 
 }  // namespace qtrain::data
