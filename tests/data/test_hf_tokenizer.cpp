@@ -2,8 +2,11 @@
 // algorithm in gpt-3-encoder) on ~290 KB of kernel docs. Fixtures: tests/fixtures/tokenizer/README.md.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
+#include "data/tokenizer.h"
 #include "data/utf8.h"
 #include "tests/data/tokenizer_fixtures.h"
 
@@ -41,6 +44,23 @@ TEST(HfTokenizer, Llama3StyleMatchesReferenceIds) {
   EXPECT_EQ(tokenizer->decode(ids), "<|begin_of_text|>" + corpus());
   EXPECT_EQ(tokenizer->bos_id(), 50257);
   EXPECT_EQ(tokenizer->special_prefix(), std::vector<int32_t>{50257});
+}
+
+TEST(HfTokenizer, RealLlama3MatchesLlama3TokenizerJs) {
+  // Llama 3's own vocabulary is too big to commit: tests/fixtures/tokenizer/check_llama3.sh
+  // rebuilds it and the reference ids (llama3-tokenizer-js) and points this test at them.
+  const char* dir = std::getenv("QTRAIN_LLAMA3_DIR");
+  if (!dir) GTEST_SKIP() << "QTRAIN_LLAMA3_DIR not set (see tests/fixtures/tokenizer/check_llama3.sh)";
+  const auto tokenizer = load_tokenizer((std::filesystem::path(dir) / "tokenizer.json").string());
+  const std::string ref = read_file(std::filesystem::path(dir) / "ids.i32");
+  std::vector<int32_t> expected(ref.size() / 4);
+  std::memcpy(expected.data(), ref.data(), expected.size() * 4);
+  const std::vector<int32_t> ids = tokenizer->encode(corpus());
+  expect_same_ids(expected, ids);
+  EXPECT_EQ(tokenizer->decode(ids), corpus());
+  EXPECT_EQ(tokenizer->vocab_size(), 128256);
+  EXPECT_EQ(tokenizer->bos_id(), 128000);
+  EXPECT_EQ(tokenizer->eos_id(), 128001);
 }
 
 TEST(HfTokenizer, OptionCasesMatchReferenceIds) {
