@@ -28,7 +28,8 @@ BpeModel::BpeModel(const BpeSpec& spec, const std::string& file)
   }
   if (spec.unk_token) {
     const int32_t* id = vocab_.find(*spec.unk_token);
-    if (!id) throw Error("unk_token '" + *spec.unk_token + "' is not in the vocabulary").file(file).key("model.unk_token");
+    if (!id)
+      throw Error("unk_token '" + *spec.unk_token + "' is not in the vocabulary").file(file).key("model.unk_token");
     unk_id_ = *id;
   }
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {

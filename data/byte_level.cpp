@@ -14,7 +14,9 @@ struct Tables {
   Tables() {
     // bytes_to_unicode(): printable Latin-1 bytes keep their code point, the rest are numbered
     // from 256 upwards in byte order.
-    auto printable = [](int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); };
+    auto printable = [](int b) {
+      return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    };
     char32_t next = 256;
     for (int b = 0; b < 256; ++b) {
       to_char[b] = printable(b) ? static_cast<char32_t>(b) : next++;

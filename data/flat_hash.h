@@ -25,8 +25,7 @@ class FlatStringMap {
     for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.hash == 0) return nullptr;
-      if (s.hash == hash && s.length == key.size() && std::memcmp(arena_.data() + s.offset, key.data(), key.size()) == 0)
-        return &s.value;
+      if (s.hash == hash && equal(s, key)) return &s.value;
     }
   }
   // Adds key -> value unless the key is there already (then returns false and keeps the old value).
@@ -37,8 +36,7 @@ class FlatStringMap {
     for (;; i = (i + 1) & mask_) {
       const Slot& s = slots_[i];
       if (s.hash == 0) break;
-      if (s.hash == hash && s.length == key.size() && std::memcmp(arena_.data() + s.offset, key.data(), key.size()) == 0)
-        return false;
+      if (s.hash == hash && equal(s, key)) return false;
     }
     slots_[i] = Slot{hash, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(key.size()), value};
     arena_.append(key.data(), key.size());
@@ -53,6 +51,9 @@ class FlatStringMap {
     uint32_t offset = 0, length = 0;  // the key's bytes in arena_
     V value{};
   };
+  bool equal(const Slot& s, std::string_view key) const {
+    return s.length == key.size() && std::memcmp(arena_.data() + s.offset, key.data(), key.size()) == 0;
+  }
   void grow() {
     std::vector<Slot> old = std::move(slots_);
     slots_.assign(old.empty() ? 64 : old.size() * 2, Slot{});

@@ -36,10 +36,10 @@ HfTokenizer::HfTokenizer(const HfTokenizerSpec& spec, const std::string& file)
     token_bytes_[t.id] = byte_level::decode_token(t.content);
     has_token_[t.id] = true;
   }
-  for (int32_t id : special_prefix_)
-    if (id < 0 || id > max_id) throw Error("post-processor id " + std::to_string(id) + " has no token").file(file).key("post_processor");
-  for (int32_t id : special_suffix_)
-    if (id < 0 || id > max_id) throw Error("post-processor id " + std::to_string(id) + " has no token").file(file).key("post_processor");
+  for (const auto* ids : {&special_prefix_, &special_suffix_})
+    for (int32_t id : *ids)
+      if (id < 0 || id > max_id)
+        throw Error("post-processor id " + std::to_string(id) + " has no token").file(file).key("post_processor");
   guess_bos_eos();
 }
 

@@ -93,9 +93,8 @@ TEST(LoadTokenizer, MalformedFilesNameFileAndKey) {
   fallback["model"]["byte_fallback"] = true;
   expect_key(fallback, "model.byte_fallback");
   nlohmann::json behavior = gpt2_json();
-  behavior["pre_tokenizer"] = {{"type", "Sequence"},
-                               {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}},
-                                                  {{"type", "ByteLevel"}}}}};
+  behavior["pre_tokenizer"] = nlohmann::json::parse(R"({"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways"}, {"type": "ByteLevel"}]})");
   expect_key(behavior, "pre_tokenizer.pretokenizers[0].behavior");
   nlohmann::json lowercase = gpt2_json();
   lowercase["normalizer"] = {{"type", "Lowercase"}};
