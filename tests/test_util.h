@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include "common/remove_tree.h"
+
 namespace qtrain::testing {
 
 inline std::filesystem::path source_dir() { return QTRAIN_SOURCE_DIR; }
@@ -20,7 +22,7 @@ inline std::filesystem::path fixture(const std::string& rel) { return source_dir
 inline std::filesystem::path scratch_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   auto dir = binary_dir() / "test-scratch" / (std::string(info->test_suite_name()) + "." + info->name());
-  std::filesystem::remove_all(dir);
+  remove_tree(dir.string());  // not std::filesystem::remove_all (common/remove_tree.h)
   std::filesystem::create_directories(dir);
   return dir;
 }
