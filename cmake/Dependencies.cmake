@@ -64,10 +64,6 @@ target_link_libraries(qtrain_deps INTERFACE
   qtrain::pcre2 qtrain::utf8proc qtrain::xxhash ${CMAKE_DL_LIBS})
 target_include_directories(qtrain_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})
 target_compile_definitions(qtrain_deps INTERFACE ${HDF5_C_DEFINITIONS} OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
-# PyTorch's wheel exports its own copy of std::filesystem (from an older libstdc++), and a
-# binary that lists libtorch.so before libstdc++.so binds to it: remove_all then jumps to
-# null. Naming libstdc++ first makes every std:: symbol bind to the real one.
-target_link_options(qtrain_deps INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
 target_compile_options(qtrain_deps INTERFACE ${TORCH_CXX_FLAGS})
 add_dependencies(qtrain_deps qtrain_sentencepiece)  # followed to every consumer (CMake >= 3.19)
 
