@@ -3,11 +3,16 @@
 #pragma once
 #include <hdf5.h>
 
+#include <mutex>
 #include <string>
 
 #include "common/error.h"
 
 namespace qtrain::data {
+
+// Debian's HDF5 is built without thread safety: every use of the library takes this lock
+// (the training reader's prefetch thread and the main thread's evaluation both read).
+std::recursive_mutex& hdf5_mutex();
 
 // HDF5 prints its own error stack to stderr by default; we report through qtrain::Error.
 void silence_hdf5_errors();

@@ -63,11 +63,24 @@ std::optional<std::string> read_string_attribute(hid_t dataset, const char* name
 
 }  // namespace
 
-TokenFile::~TokenFile() = default;
+TokenFile::~TokenFile() {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
+  h_.reset();
+}
 TokenFile::TokenFile(TokenFile&&) noexcept = default;
-TokenFile& TokenFile::operator=(TokenFile&&) noexcept = default;
+TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
+  h_ = std::move(other.h_);
+  path_ = std::move(other.path_);
+  stored_type_ = std::move(other.stored_type_);
+  size_ = other.size_;
+  vocab_size_ = other.vocab_size_;
+  fingerprint_ = std::move(other.fingerprint_);
+  return *this;
+}
 
 TokenFile TokenFile::open(const std::string& path) {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   silence_hdf5_errors();
   if (!std::filesystem::is_regular_file(path)) throw Error("token file not found").file(path);
   if (H5Fis_hdf5(path.c_str()) <= 0)
@@ -100,6 +113,7 @@ torch::Tensor TokenFile::read(int64_t begin, int64_t count) const {
   TORCH_CHECK(begin >= 0 && count >= 0 && begin + count <= size_, "token range out of bounds");
   auto out = torch::empty({count}, torch::kInt64);
   if (count == 0) return out;
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   H5Handle file_space(H5_CHECK(H5Dget_space(h_->dataset.get()), path_));
   const hsize_t start[1] = {static_cast<hsize_t>(begin)}, extent[1] = {static_cast<hsize_t>(count)};
   H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr), path_);

@@ -69,6 +69,7 @@ struct TokenFileWriter::Handles {
 
 TokenFileWriter::TokenFileWriter(std::string path, TokenFileInfo info)
     : h_(std::make_unique<Handles>()), path_(std::move(path)), info_(std::move(info)) {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   silence_hdf5_errors();
   QT_REQUIRE(info_.vocab_size > 0, "token file needs a positive vocab_size");
   if (info_.type == TokenType::uint16 && info_.vocab_size > 65536)
@@ -87,6 +88,7 @@ TokenFileWriter::TokenFileWriter(std::string path, TokenFileInfo info)
 
 TokenFileWriter::~TokenFileWriter() {
   if (committed_) return;
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   h_.reset();
   std::remove(tmp_path_.c_str());
 }
@@ -106,16 +108,19 @@ void TokenFileWriter::append_document(const int32_t* ids, int64_t count) {
 }
 
 void TokenFileWriter::flush_tokens() {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   append(h_->tokens.get(), pending_tokens_, tokens_written_, tmp_path_);
   pending_tokens_.clear();
 }
 
 void TokenFileWriter::flush_offsets() {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   append(h_->offsets.get(), pending_offsets_, offsets_written_, tmp_path_);
   pending_offsets_.clear();
 }
 
 void TokenFileWriter::commit() {
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   flush_tokens();
   flush_offsets();
   H5_CHECK(H5Fflush(h_->file.get(), H5F_SCOPE_GLOBAL), tmp_path_);
