@@ -3,6 +3,9 @@
 #pragma once
 #include <torch/torch.h>
 #include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <ATen/autocast_mode.h>
+#endif
 
 #define QTRAIN_TORCH_2 (TORCH_VERSION_MAJOR >= 2)
 
@@ -28,6 +31,48 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 }
 
 inline bool cuda_available() { return torch::cuda::is_available(); }
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define QTRAIN_HAS_DEVICE_AUTOCAST 1
+#else
+#define QTRAIN_HAS_DEVICE_AUTOCAST 0
+#endif
+
+// Mixed precision for a forward pass: on CUDA with LibTorch >= 2.4, matmuls and other
+// autocast-listed ops run in `dtype` (bf16) while parameters stay fp32. Elsewhere (CPU,
+// LibTorch 1.13) it does nothing and the forward runs in the parameters' dtype.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& device, torch::ScalarType dtype) {
+#if QTRAIN_HAS_DEVICE_AUTOCAST
+    active_ = device.is_cuda() && dtype != torch::kFloat32;
+    if (!active_) return;
+    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::increment_nesting();
+#else
+    (void)device;
+    (void)dtype;
+#endif
+  }
+  ~AutocastGuard() {
+#if QTRAIN_HAS_DEVICE_AUTOCAST
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();  // drop cached bf16 weights
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+#endif
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
 
 // Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
 // On 1.13 such tensors are read as raw bytes (see model/safetensors.h).

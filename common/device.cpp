@@ -28,6 +28,23 @@ torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& de
   throw Error("unknown dtype '" + name + "'").expected("auto|fp32|bf16|fp16");
 }
 
+#if QTRAIN_WITH_CUDA
+std::string cuda_device_name(int device);  // common/cuda/device_cuda.cpp
+#endif
+
+double peak_bf16_tflops(const torch::Device& device) {
+#if QTRAIN_WITH_CUDA
+  if (!device.is_cuda()) return 0.0;
+  const auto name = cuda_device_name(device.index());
+  if (name.find("H100") != std::string::npos && name.find("PCIe") != std::string::npos) return 756.0;
+  for (const auto& [key, tflops] : std::vector<std::pair<std::string, double>>{
+           {"H200", 989.4}, {"H100", 989.4}, {"H800", 989.4}, {"A100", 312.0}, {"A800", 312.0}, {"L40S", 362.0}})
+    if (name.find(key) != std::string::npos) return tflops;
+#endif
+  (void)device;
+  return 0.0;
+}
+
 std::string describe(const torch::Device& device, torch::ScalarType dtype) {
   const char* d = dtype == torch::kBFloat16 ? "bf16" : dtype == torch::kFloat16 ? "fp16" : dtype == torch::kFloat32 ? "fp32" : "other";
   return device.str() + " " + d;

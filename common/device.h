@@ -14,6 +14,10 @@ torch::Device resolve_device(const std::string& name);
 // auto = bf16 on CUDA, fp32 on CPU.
 torch::ScalarType resolve_dtype(const std::string& name, const torch::Device& device);
 
+// Dense bf16 peak of the GPU in TFLOP/s, from its name (H100/H200 SXM 989.4, A100 312, ...);
+// 0 where unknown and on the CPU (no MFU is reported then).
+double peak_bf16_tflops(const torch::Device& device);
+
 std::string describe(const torch::Device& device, torch::ScalarType dtype);  // "cuda:0 bf16"
 
 }  // namespace qtrain

@@ -14,7 +14,7 @@ Session::Session(int* argc, char*** argv) {
   MPI_CHECK(MPI_Initialized(&initialized));
   if (!initialized) {
     int provided = 0;
-    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided));
     owns_ = true;
   }
   // Errors come back as return codes so that MPI_CHECK can name the call.
@@ -62,6 +62,12 @@ void allreduce_sum(double* values, int count) {
 void allreduce_sum(long long* values, int count) {
   if (world_size() == 1) return;
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));
+}
+
+int allreduce_max(int value) {
+  if (world_size() == 1) return value;
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+  return value;
 }
 
 void fail_mpi(const char* call, int status, const char* file, int line) {

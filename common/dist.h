@@ -37,6 +37,9 @@ inline bool is_main() { return rank() == 0; }
 void allreduce_sum(double* values, int count);
 void allreduce_sum(long long* values, int count);
 
+// The maximum over all ranks (e.g. of a stop flag).
+int allreduce_max(int value);
+
 [[noreturn]] void fail_mpi(const char* call, int status, const char* file, int line);
 
 }  // namespace qtrain::dist

@@ -9,10 +9,10 @@
 
 namespace qtrain {
 
-ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out)
+ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out, const std::string& mode)
     : label_(std::move(label)), unit_(std::move(unit)), total_(total), out_(out) {
-  enabled_ = dist::is_main();
-  tty_ = ::isatty(::fileno(out_)) != 0;
+  enabled_ = dist::is_main() && mode != "off";
+  tty_ = mode == "bar" || (mode == "auto" && ::isatty(::fileno(out_)) != 0);
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
@@ -37,7 +37,8 @@ void ProgressBar::draw(bool final) {
   const double elapsed = std::chrono::duration<double>(last_draw_ - start_).count();
   const double fraction = total_ > 0 ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
   const double rate = elapsed > 0 ? amount_ / elapsed : 0.0;
-  const double eta = done_ > 0 ? elapsed * static_cast<double>(total_ - done_) / static_cast<double>(done_) : 0.0;
+  const int64_t new_work = done_ - first_;
+  const double eta = new_work > 0 ? elapsed * static_cast<double>(total_ - done_) / static_cast<double>(new_work) : 0.0;
   std::string line = label_ + " ";
   if (tty_) {
     constexpr int kWidth = 30;

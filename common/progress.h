@@ -10,8 +10,12 @@ namespace qtrain {
 
 class ProgressBar {
  public:
-  // `total` units of work named `unit` ("windows", "steps").
-  ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out = stderr);
+  // `total` units of work named `unit` ("windows", "steps"). `mode`: auto (a bar on a
+  // terminal, plain lines otherwise), bar, lines or off.
+  ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out = stderr,
+              const std::string& mode = "auto");
+  // Continues from `done` units (a resumed run): rates and ETA count only new work.
+  void set_start(int64_t done) { first_ = done; done_ = done; }
   // Sets the done count; `rate_amount` is the cumulative amount for the rate (tokens, bytes).
   // `extra` is appended to the line ("loss 2.31").
   void update(int64_t done, double rate_amount, const std::string& rate_unit, const std::string& extra = "");
@@ -22,7 +26,7 @@ class ProgressBar {
  private:
   void draw(bool final);
   std::string label_, unit_, rate_unit_, extra_;
-  int64_t total_, done_ = 0;
+  int64_t total_, done_ = 0, first_ = 0;
   double amount_ = 0;
   std::FILE* out_;
   bool enabled_, tty_;

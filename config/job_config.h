@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "config/rules.h"
 
@@ -26,13 +27,21 @@ struct RunSection {
 struct ModelSection {
   std::string teacher;
   std::string student = "copy";
+  std::string student_config;
+  std::vector<std::string> student_overrides;
+  std::string student_init = "teacher";
+  double init_std = 0.02;
   std::string dtype = "auto";
   std::string device = "auto";
 
   template <class V>
   void visit(V& v) {
-    v.field("teacher", teacher, "Hugging Face checkpoint folder of the teacher (config.json and safetensors files)", Required{});
-    v.field("student", student, "Student to train: \"copy\" (a copy of the teacher) or a checkpoint folder");
+    v.field("teacher", teacher, "Hugging Face checkpoint folder of the frozen teacher; \"none\" trains without one (distill.beta and distill.gamma must be 0)", Required{});
+    v.field("student", student, "Student to train: \"copy\" (of the teacher), \"config\" (built from student_config / student_overrides) or a checkpoint folder");
+    v.field("student_config", student_config, "config.json of a student built from scratch (student: config); empty = the teacher's config");
+    v.field("student_overrides", student_overrides, "Changes to the student's config.json (student: config), e.g. [num_hidden_layers=4, intermediate_size=1024]");
+    v.field("student_init", student_init, "Weights of a student built from a config: \"teacher\" (the teacher's where shapes match, layers picked evenly) or \"random\"", Choices{"teacher", "random"});
+    v.field("init_std", init_std, "Standard deviation of random initialisation (normal; norms start at 1, biases at 0)", greater_than(0));
     v.field("dtype", dtype, "Compute dtype; auto = bf16 on CUDA, fp32 on CPU", Choices{"auto", "fp32", "bf16", "fp16"});
     v.field("device", device, "Device; auto = CUDA when available, else CPU", Choices{"auto", "cpu", "cuda"});
   }
@@ -76,8 +85,12 @@ struct TrainingSection {
   double min_lr_ratio = 0.1;
   std::int64_t warmup_steps = 100;
   double weight_decay = 0.0;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
   double grad_clip = 1.0;
   std::string schedule = "cosine";
+  std::int64_t max_skipped_steps = 10;
 
   template <class V>
   void visit(V& v) {
@@ -85,23 +98,36 @@ struct TrainingSection {
     v.field("lr", lr, "Peak learning rate (AdamW)", greater_than(0));
     v.field("min_lr_ratio", min_lr_ratio, "Final learning rate as a fraction of lr", Range{0, 1});
     v.field("warmup_steps", warmup_steps, "Steps of linear warmup from 0 to lr", at_least(0));
-    v.field("weight_decay", weight_decay, "AdamW decoupled weight decay", at_least(0));
+    v.field("weight_decay", weight_decay, "AdamW decoupled weight decay (not applied to norms and biases)", at_least(0));
+    v.field("beta1", beta1, "AdamW first-moment decay", Range{0, 1, false});
+    v.field("beta2", beta2, "AdamW second-moment decay", Range{0, 1, false});
+    v.field("eps", eps, "AdamW epsilon", greater_than(0));
     v.field("grad_clip", grad_clip, "Clip the global gradient norm to this; 0 = off", at_least(0));
     v.field("schedule", schedule, "Decay after warmup, from lr to lr * min_lr_ratio", Choices{"cosine", "linear", "constant"});
+    v.field("max_skipped_steps", max_skipped_steps, "Steps with a NaN/Inf loss or gradient are skipped; abort after this many", at_least(0));
   }
 };
 
-// Loss = alpha * CE(student, labels) + beta * T^2 * KL(teacher_T || student_T) (Hinton et al. 2015).
+// Loss = alpha * CE(student, labels) + beta * T^2 * KL(teacher_T || student_T) (Hinton et al. 2015)
+//        + gamma * hidden-state loss over layer pairs (as in TinyBERT / MiniLLM-style recipes).
 struct DistillSection {
   double alpha = 0.0;
   double beta = 1.0;
   double temperature = 1.0;
+  double gamma = 0.0;
+  std::string hidden_loss = "mse";
+  std::vector<std::int64_t> student_layers;
+  std::vector<std::int64_t> teacher_layers;
 
   template <class V>
   void visit(V& v) {
     v.field("alpha", alpha, "Weight of the cross-entropy loss on the ground-truth next token", at_least(0));
     v.field("beta", beta, "Weight of the KL distillation loss against the teacher", at_least(0));
     v.field("temperature", temperature, "Softmax temperature of the distillation loss", greater_than(0));
+    v.field("gamma", gamma, "Weight of the hidden-state loss", at_least(0));
+    v.field("hidden_loss", hidden_loss, "Hidden-state loss per layer pair: mse, or cosine (1 - cosine similarity)", Choices{"mse", "cosine"});
+    v.field("student_layers", student_layers, "Student layers (0-based) whose outputs are matched; a projection is learned where widths differ");
+    v.field("teacher_layers", teacher_layers, "Teacher layers paired with student_layers, same length");
   }
 };
 
@@ -121,13 +147,26 @@ struct CheckpointSection {
 struct LoggingSection {
   std::int64_t every_steps = 10;
   bool jsonl = true;
-  bool tensorboard = false;
+  bool tensorboard = true;
+  std::string progress = "auto";
 
   template <class V>
   void visit(V& v) {
     v.field("every_steps", every_steps, "Log loss, learning rate and throughput every N steps", at_least(1));
     v.field("jsonl", jsonl, "Write metrics as JSON lines to run.output_dir/metrics.jsonl");
     v.field("tensorboard", tensorboard, "Write TensorBoard event files to run.output_dir/tensorboard");
+    v.field("progress", progress, "Progress display on rank 0: auto (a bar on a terminal, lines otherwise), bar, lines, off", Choices{"auto", "bar", "lines", "off"});
+  }
+};
+
+struct ParallelSection {
+  std::int64_t bucket_mb = 25;
+  std::int64_t timeout_s = 600;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("bucket_mb", bucket_mb, "Gradient all-reduce bucket size in MiB (fp32); buckets go out during backward", at_least(1));
+    v.field("timeout_s", timeout_s, "A step taking longer than this aborts the whole job (a hung rank never hangs the rest)", at_least(1));
   }
 };
 
@@ -141,6 +180,7 @@ struct JobConfig {
   DistillSection distill;
   CheckpointSection checkpoint;
   LoggingSection logging;
+  ParallelSection parallel;
 
   template <class V>
   void visit(V& v) {
@@ -152,6 +192,7 @@ struct JobConfig {
     v.section("distill", distill, "Knowledge-distillation loss");
     v.section("checkpoint", checkpoint, "Saving and resuming");
     v.section("logging", logging, "Metrics output");
+    v.section("parallel", parallel, "Data parallelism over MPI ranks");
   }
 };
 

@@ -37,9 +37,25 @@ void validate(const JobConfig& job, const Sources& sources, const std::string& o
     throw config_error(where_set(sources, origin, "eval.every_steps"),
                        "periodic evaluation needs validation tokens, but data.validation is empty",
                        "0, or a data.validation file");
-  if (job.distill.alpha == 0 && job.distill.beta == 0)
-    throw config_error(where_set(sources, origin, "distill.beta"), "alpha and beta are both 0, so the loss is 0",
-                       "alpha > 0 or beta > 0");
+  const auto& d = job.distill;
+  if (d.alpha == 0 && d.beta == 0 && d.gamma == 0)
+    throw config_error(where_set(sources, origin, "distill.beta"), "alpha, beta and gamma are all 0, so the loss is 0",
+                       "alpha > 0, beta > 0 or gamma > 0");
+  if (job.model.teacher == "none" && (d.beta > 0 || d.gamma > 0))
+    throw config_error(where_set(sources, origin, "model.teacher"),
+                       "no teacher, but the loss has teacher terms (distill.beta or distill.gamma > 0)",
+                       "a teacher checkpoint folder, or distill.beta = distill.gamma = 0");
+  if (job.model.teacher == "none" && job.model.student == "copy")
+    throw config_error(where_set(sources, origin, "model.student"), "a copy of the teacher needs a teacher",
+                       "config or a checkpoint folder");
+  if (d.student_layers.size() != d.teacher_layers.size())
+    throw config_error(where_set(sources, origin, "distill.teacher_layers"),
+                       std::to_string(d.teacher_layers.size()) + " teacher layers for " +
+                           std::to_string(d.student_layers.size()) + " student layers",
+                       "as many entries as distill.student_layers");
+  if (d.gamma > 0 && d.student_layers.empty())
+    throw config_error(where_set(sources, origin, "distill.student_layers"),
+                       "gamma > 0 but no layer pairs are given", "a non-empty list");
 }
 
 }  // namespace qtrain::config

@@ -1,0 +1,33 @@
+// /proc/self/status on the host; CUDA statistics in common/cuda/memory_cuda.cpp.
+#include "common/memory.h"
+
+#include <fstream>
+#include <string>
+
+namespace qtrain {
+
+#if QTRAIN_WITH_CUDA
+int64_t cuda_peak_memory_bytes(int device);
+void cuda_reset_peak_memory(int device);
+#endif
+
+int64_t peak_memory_bytes(const torch::Device& device) {
+#if QTRAIN_WITH_CUDA
+  if (device.is_cuda()) return cuda_peak_memory_bytes(device.index());
+#endif
+  (void)device;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
+void reset_peak_memory(const torch::Device& device) {
+#if QTRAIN_WITH_CUDA
+  if (device.is_cuda()) cuda_reset_peak_memory(device.index());
+#endif
+  (void)device;
+}
+
+}  // namespace qtrain

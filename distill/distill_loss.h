@@ -1,0 +1,54 @@
+// The training objective of a distillation step, composed from the terms of kd_loss.h:
+//   total = alpha * ce + beta * kd + gamma * mean over layer pairs of hidden(student_i, teacher_j)
+// The teacher runs without gradients in its own dtype; the student runs under autocast (bf16
+// compute, fp32 weights) on GPU. Where a student layer's width differs from its teacher
+// layer's, a learned linear projection (student -> teacher width) is trained with the student.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "model/causal_lm.h"
+
+namespace qtrain::distill {
+
+struct DistillOptions {
+  double alpha = 0.0, beta = 1.0, temperature = 1.0, gamma = 0.0;
+  std::string hidden_loss = "mse";
+  std::vector<int64_t> student_layers, teacher_layers;
+};
+
+// Every term as a scalar tensor (0 when its weight is 0); `total` carries the gradient.
+struct LossTerms {
+  torch::Tensor total, ce, kd, hidden;
+};
+
+// The projections of the hidden-state loss, one per layer pair ("proj.<i>"); pairs of equal
+// width get none.
+class HiddenProjectionsImpl : public torch::nn::Module {
+ public:
+  HiddenProjectionsImpl(const DistillOptions& options, int64_t student_width, int64_t teacher_width);
+  torch::Tensor forward(size_t pair, const torch::Tensor& student_hidden);
+  bool empty() const { return projections_.empty(); }
+
+ private:
+  std::vector<torch::nn::Linear> projections_;
+};
+TORCH_MODULE(HiddenProjections);
+
+class DistillLoss {
+ public:
+  // `teacher` may be null when beta and gamma are 0. Checks layer indices against both models.
+  DistillLoss(DistillOptions options, model::CausalLM student, model::CausalLM teacher, HiddenProjections projections,
+              torch::ScalarType compute_dtype);
+  LossTerms compute(const torch::Tensor& input_ids, const torch::Tensor& labels);
+
+ private:
+  DistillOptions options_;
+  model::CausalLM student_, teacher_;
+  HiddenProjections projections_;
+  torch::ScalarType compute_dtype_;
+};
+
+}  // namespace qtrain::distill

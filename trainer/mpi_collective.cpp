@@ -1,0 +1,45 @@
+// MPI_Iallreduce on fp32/fp64 host tensors; MPI_Waitall at wait().
+#include "trainer/mpi_collective.h"
+
+#include "common/dist.h"
+#include "common/error.h"
+
+namespace qtrain::trainer {
+
+MpiCollective::MpiCollective() : rank_(dist::rank()), world_(dist::world_size()) {}
+
+MpiCollective::~MpiCollective() {
+  if (!pending_.empty()) MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+}
+
+void MpiCollective::all_reduce_sum(const torch::Tensor& tensor) {
+  if (world_ == 1) return;
+  TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
+  MPI_Datatype type = MPI_FLOAT;
+  if (tensor.scalar_type() == torch::kFloat64) type = MPI_DOUBLE;
+  else TORCH_CHECK(tensor.scalar_type() == torch::kFloat32, "MPI all-reduce supports fp32 and fp64");
+  TORCH_CHECK(tensor.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  MPI_Request request;
+  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), type, MPI_SUM,
+                           MPI_COMM_WORLD, &request));
+  pending_.push_back(request);
+}
+
+void MpiCollective::broadcast(const torch::Tensor& tensor, int root) {
+  if (world_ == 1) return;
+  TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor");
+  const auto bytes = tensor.numel() * static_cast<int64_t>(tensor.element_size());
+  auto* data = static_cast<char*>(tensor.data_ptr());
+  for (int64_t offset = 0; offset < bytes; offset += INT32_MAX) {  // MPI counts are int
+    const int count = static_cast<int>(std::min<int64_t>(INT32_MAX, bytes - offset));
+    MPI_CHECK(MPI_Bcast(data + offset, count, MPI_BYTE, root, MPI_COMM_WORLD));
+  }
+}
+
+void MpiCollective::wait() {
+  if (pending_.empty()) return;
+  MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
+  pending_.clear();
+}
+
+}  // namespace qtrain::trainer

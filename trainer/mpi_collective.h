@@ -1,0 +1,26 @@
+// The CPU collective: non-blocking MPI all-reduce on host tensors.
+#pragma once
+#include <mpi.h>
+
+#include <vector>
+
+#include "trainer/collective.h"
+
+namespace qtrain::trainer {
+
+class MpiCollective : public Collective {
+ public:
+  MpiCollective();
+  ~MpiCollective() override;
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_; }
+  void all_reduce_sum(const torch::Tensor& tensor) override;
+  void broadcast(const torch::Tensor& tensor, int root) override;
+  void wait() override;
+
+ private:
+  int rank_ = 0, world_ = 1;
+  std::vector<MPI_Request> pending_;
+};
+
+}  // namespace qtrain::trainer

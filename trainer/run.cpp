@@ -1,0 +1,250 @@
+// run_training: set-up from the config, then the loop (step, log, evaluate, checkpoint).
+#include "trainer/run.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "common/device.h"
+#include "common/dist.h"
+#include "common/error.h"
+#include "common/memory.h"
+#include "common/progress.h"
+#include "data/token_file.h"
+#include "eval/perplexity.h"
+#include "model/flops.h"
+#include "trainer/checkpoint.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics_logger.h"
+#include "trainer/models.h"
+#include "trainer/stop_signal.h"
+#include "trainer/train_step.h"
+#include "trainer/training_state.h"
+#include "trainer/watchdog.h"
+
+namespace qtrain::trainer {
+
+namespace {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+NamedTensors named(torch::nn::Module& module, const std::string& prefix = "") {
+  NamedTensors out;
+  for (auto& item : module.named_parameters()) out.emplace_back(prefix + item.key(), item.value());
+  return out;
+}
+
+// Seeded normal initialisation, so that a run is reproducible from run.seed alone.
+void init_projections(torch::nn::Module& projections, double std, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto generator = at::detail::createCPUGenerator(seed);
+  for (auto& p : projections.parameters()) p.copy_(at::normal(0.0, std, p.sizes(), generator));
+}
+
+distill::DistillOptions distill_options(const config::DistillSection& d) {
+  return {d.alpha, d.beta, d.temperature, d.gamma, d.hidden_loss, d.student_layers, d.teacher_layers};
+}
+
+// Steps at which the tests' fault injection turns the loss into NaN (QTRAIN_INJECT_NAN_STEPS=3,5).
+std::set<int64_t> injected_nan_steps() {
+  std::set<int64_t> steps;
+  const char* env = std::getenv("QTRAIN_INJECT_NAN_STEPS");
+  if (!env) return steps;
+  std::stringstream list(env);
+  std::string item;
+  while (std::getline(list, item, ',')) steps.insert(std::stoll(item));
+  return steps;
+}
+
+// Where a run starts: a checkpoint to resume from, or nothing.
+std::optional<std::string> resume_point(const config::CheckpointSection& c, const CheckpointManager& manager) {
+  if (c.resume == "none") {
+    if (manager.latest())
+      throw Error("this run.output_dir already holds checkpoints; refusing to start over them")
+          .file(manager.dir())
+          .key("checkpoint.resume")
+          .expected("auto (continue), a checkpoint folder, or a new run.output_dir");
+    return std::nullopt;
+  }
+  if (c.resume == "auto") return manager.latest();
+  return c.resume;
+}
+
+double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
+  auto tokens = data::TokenFile::open(job.data.validation);
+  eval::PerplexityOptions o;
+  o.seq_len = job.eval.seq_len;
+  o.batch_size = job.eval.batch_size;
+  o.max_windows = job.eval.max_windows;
+  o.show_progress = false;
+  const bool was_training = student.is_training();
+  student.eval();
+  const auto r = eval::evaluate_perplexity(student, tokens, o);
+  if (was_training) student.train();
+  return r.perplexity;
+}
+
+nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
+                           int64_t skipped_total) {
+  nlohmann::json j = {{"loss", r.total},        {"loss_ce", r.ce},   {"loss_kd", r.kd},
+                      {"loss_hidden", r.hidden}, {"lr", lr},         {"grad_norm", r.grad_norm},
+                      {"tokens_per_second", tokens_per_second},      {"peak_memory_bytes", memory},
+                      {"skipped_steps", skipped_total},              {"buckets_overlapped", r.buckets_overlapped}};
+  if (mfu > 0) j["mfu"] = mfu;
+  if (r.skipped) j["skipped"] = true;
+  return j;
+}
+
+}  // namespace
+
+int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
+  install_stop_handlers();
+  const bool main_rank = dist::is_main();
+  const auto device = resolve_device(job.model.device);
+  const auto compute_dtype = resolve_dtype(job.model.dtype, device);
+
+  // Models and the objective.
+  auto teacher = load_teacher(job.model, device, compute_dtype);
+  auto student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
+  const auto student_width = student->config().hidden_size;
+  distill::HiddenProjections projections(distill_options(job.distill), student_width,
+                                         teacher ? teacher->config().hidden_size : student_width);
+  init_projections(*projections, job.model.init_std, static_cast<uint64_t>(job.run.seed) + 1);
+  projections->to(device, torch::kFloat32);
+  distill::DistillLoss loss(distill_options(job.distill), student, teacher, projections, compute_dtype);
+
+  // Parameters, communication, optimizer.
+  auto trainable = named(*student);
+  const auto extras = named(*projections, "distill.");
+  trainable.insert(trainable.end(), extras.begin(), extras.end());
+  FlatParameters flat(trainable, job.parallel.bucket_mb << 20);
+  auto collective = make_collective(device);
+  collective->broadcast(flat.values(), 0);  // every replica starts from rank 0's weights, as DDP does
+  GradSync grad_sync(flat, *collective);
+  AdamW optimizer(flat, {job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay});
+  const LrSchedule schedule{job.training.lr, job.training.min_lr_ratio, job.training.warmup_steps,
+                            job.training.steps, job.training.schedule};
+
+  // Resume.
+  CheckpointManager checkpoints(job.run.output_dir, job.checkpoint.keep_last);
+  TrainingState state;
+  if (const auto from = resume_point(job.checkpoint, checkpoints)) {
+    const auto ck = LoadedCheckpoint::open(*from);
+    ck.restore("model", named(*student));
+    ck.restore("extras", extras);
+    ck.restore("optimizer", optimizer.state_tensors());
+    state = TrainingState::from_json(ck.trainer_state().at("state"));
+    optimizer.set_steps(state.optimizer_steps);
+    if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
+  }
+  auto save = [&] {
+    if (!main_rank) return;
+    nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
+                                    {"config_yaml", resolved_config_yaml}};
+    checkpoints.save(state.step, {student->config(), named(*student), optimizer.state_tensors(), extras, trainer_state});
+  };
+
+  // Data.
+  data::LoaderOptions lo;
+  lo.seq_len = job.data.seq_len;
+  lo.micro_batch_size = job.data.micro_batch_size;
+  lo.global_batch_size = job.data.global_batch_size;
+  lo.seed = static_cast<uint64_t>(job.run.seed);
+  lo.rank = dist::rank();
+  lo.world_size = dist::world_size();
+  lo.vocab_size = student->config().vocab_size;
+  lo.pin_memory = device.is_cuda();
+  data::TrainLoader loader(job.data.train, lo, state.sampler);
+
+  // Reporting.
+  std::unique_ptr<MetricsLogger> metrics;
+  if (main_rank) metrics = std::make_unique<MetricsLogger>(job.run.output_dir, job.logging.jsonl, job.logging.tensorboard);
+  ProgressBar progress("train", job.training.steps, "steps", stderr, job.logging.progress);
+  progress.set_start(state.step);
+  Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up");
+  const double flops_per_token = model::distill_flops_per_token(
+      student->config(), teacher ? &teacher->config() : nullptr, job.data.seq_len);
+  const double peak = peak_bf16_tflops(device) * 1e12 * dist::world_size();
+  const auto nan_steps = injected_nan_steps();
+  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false};
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_tokens = 0, run_tokens = 0;
+
+  while (state.step < job.training.steps) {
+    watchdog.beat("step " + std::to_string(state.step + 1));
+    const auto batch = loader.next();
+    const double lr = schedule.at(state.step);
+    ctx.inject_nan = nan_steps.count(state.step + 1) > 0;
+    StepResult r;
+    try {
+      r = train_step(ctx, batch, lr);
+    } catch (const c10::OutOfMemoryError& e) {
+      throw Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
+                  " micro-batches of micro_batch_size " + std::to_string(job.data.micro_batch_size) + " x seq_len " +
+                  std::to_string(job.data.seq_len) + " tokens on " + device.str())
+          .key("data.micro_batch_size")
+          .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
+    }
+    ++state.step;
+    state.sampler = batch.next;
+    state.tokens_seen += r.tokens;
+    window_tokens += r.tokens;
+    run_tokens += r.tokens;
+    if (r.skipped) {
+      ++state.skipped_steps;
+      if (main_rank) std::fprintf(stderr, "qtrain: step %lld skipped: loss %g, grad norm %g (non-finite)\n",
+                                  (long long)state.step, r.total, r.grad_norm);
+      if (state.skipped_steps > job.training.max_skipped_steps)
+        throw Error(std::to_string(state.skipped_steps) + " steps had a non-finite loss or gradient")
+            .key("training.max_skipped_steps")
+            .expected("at most " + std::to_string(job.training.max_skipped_steps) + "; lower training.lr or check the data");
+    } else {
+      state.optimizer_steps = optimizer.steps();
+    }
+    const bool last = state.step == job.training.steps;
+    if (state.step % job.logging.every_steps == 0 || last || r.skipped) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      const double tps = seconds > 0 ? static_cast<double>(window_tokens) / seconds : 0.0;
+      if (metrics)
+        metrics->log(state.step, step_record(r, lr, tps, peak > 0 ? tps * flops_per_token / peak : 0.0,
+                                             peak_memory_bytes(device), state.skipped_steps));
+      window_start = std::chrono::steady_clock::now();
+      window_tokens = 0;
+    }
+    char extra[96];
+    std::snprintf(extra, sizeof(extra), "loss %.4f lr %.2e", r.total, lr);
+    progress.update(state.step, static_cast<double>(run_tokens), "tok", extra);
+    if (job.eval.every_steps > 0 && state.step % job.eval.every_steps == 0 && !job.data.validation.empty()) {
+      watchdog.beat("evaluation at step " + std::to_string(state.step));
+      const double ppl = evaluate(*student, job);
+      if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
+    }
+    const int any_signal = dist::allreduce_max(stop_signal());
+    const bool due = job.checkpoint.every_steps > 0 && state.step % job.checkpoint.every_steps == 0;
+    if (due || last || any_signal) {
+      watchdog.beat("checkpoint at step " + std::to_string(state.step));
+      save();
+    }
+    if (any_signal) {
+      progress.finish();
+      if (main_rank) std::fprintf(stderr, "qtrain: stopped by signal %d after step %lld; checkpoint saved\n", any_signal,
+                                  (long long)state.step);
+      return 128 + any_signal;
+    }
+  }
+  progress.finish();
+  if (!job.data.validation.empty()) {
+    watchdog.beat("final evaluation");
+    const double ppl = evaluate(*student, job);
+    if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
+    if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
+                               job.data.validation.c_str());
+  }
+  return 0;
+}
+
+}  // namespace qtrain::trainer

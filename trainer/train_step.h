@@ -1,0 +1,38 @@
+// One optimizer step of data-parallel distillation, the algorithm in order:
+//   for each of this rank's micro-batches: forward teacher and student, loss / k, backward
+//     (the last backward all-reduces gradient buckets as they become ready);
+//   wait for the all-reduce -> global gradient norm -> skip on NaN/Inf, else clip and update.
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+
+#include "data/train_loader.h"
+#include "distill/distill_loss.h"
+#include "trainer/adamw.h"
+#include "trainer/flat_parameters.h"
+#include "trainer/grad_sync.h"
+
+namespace qtrain::trainer {
+
+struct StepContext {
+  distill::DistillLoss& loss;
+  FlatParameters& flat;
+  GradSync& grad_sync;
+  AdamW& optimizer;
+  torch::Device device;
+  double grad_clip = 1.0;        // 0 = off
+  bool inject_nan = false;       // fault injection for tests (QTRAIN_INJECT_NAN_STEPS)
+};
+
+struct StepResult {
+  double total = 0, ce = 0, kd = 0, hidden = 0;  // averaged over all ranks' micro-batches
+  double grad_norm = 0;                          // before clipping
+  bool skipped = false;                          // non-finite loss or gradient: no update
+  int buckets_overlapped = 0;                    // all-reduces launched during backward
+  int64_t tokens = 0;                            // tokens this step over all ranks
+};
+
+StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr);
+
+}  // namespace qtrain::trainer
