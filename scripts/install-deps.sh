@@ -6,7 +6,8 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev libyaml-cpp-dev libhdf5-dev libboost-program-options-dev
       nlohmann-json3-dev libgtest-dev libgmock-dev
       libopenmpi-dev openmpi-bin
-      libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev)
+      libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev
+      zlib1g-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
