@@ -60,9 +60,11 @@ inline ToolRun run_tool(const std::filesystem::path& dir, const std::string& too
 // launcher carries OMPI_/PMIX_ variables that would make the child mpirun think it runs
 // inside that job: drop them. One node needs no ssh, and machines without one (containers)
 // would refuse to start: the rsh agent is set to `false`, which is never called here.
+// `timeout --foreground` keeps mpirun in the caller's process group, so that a signal to
+// the group reaches mpirun (and through it the ranks).
 inline std::string mpirun(int ranks) {
   return "unset $(env | sed -n 's/^\\(\\(OMPI\\|PMIX\\|OPAL\\)_[A-Za-z0-9_]*\\)=.*/\\1/p'); "
-         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun --oversubscribe "
+         "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout --foreground 300 mpirun --oversubscribe "
          "--mca plm_rsh_agent false -n " +
          std::to_string(ranks);
 }

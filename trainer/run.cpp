@@ -6,8 +6,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <set>
-#include <sstream>
 
 #include "common/device.h"
 #include "common/dist.h"
@@ -18,6 +16,7 @@
 #include "eval/perplexity.h"
 #include "model/flops.h"
 #include "trainer/checkpoint.h"
+#include "trainer/fault_injection.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_logger.h"
 #include "trainer/models.h"
@@ -47,17 +46,6 @@ void init_projections(torch::nn::Module& projections, double std, uint64_t seed)
 
 distill::DistillOptions distill_options(const config::DistillSection& d) {
   return {d.alpha, d.beta, d.temperature, d.gamma, d.hidden_loss, d.student_layers, d.teacher_layers};
-}
-
-// Steps at which the tests' fault injection turns the loss into NaN (QTRAIN_INJECT_NAN_STEPS=3,5).
-std::set<int64_t> injected_nan_steps() {
-  std::set<int64_t> steps;
-  const char* env = std::getenv("QTRAIN_INJECT_NAN_STEPS");
-  if (!env) return steps;
-  std::stringstream list(env);
-  std::string item;
-  while (std::getline(list, item, ',')) steps.insert(std::stoll(item));
-  return steps;
 }
 
 // Where a run starts: a checkpoint to resume from, or nothing.
@@ -169,7 +157,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   const double flops_per_token = model::distill_flops_per_token(
       student->config(), teacher ? &teacher->config() : nullptr, job.data.seq_len);
   const double peak = peak_bf16_tflops(device) * 1e12 * dist::world_size();
-  const auto nan_steps = injected_nan_steps();
+  const auto faults = FaultInjection::from_environment();
   StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false};
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, run_tokens = 0;
@@ -178,7 +166,8 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     watchdog.beat("step " + std::to_string(state.step + 1));
     const auto batch = loader.next();
     const double lr = schedule.at(state.step);
-    ctx.inject_nan = nan_steps.count(state.step + 1) > 0;
+    faults.at_step(dist::rank(), state.step + 1);
+    ctx.inject_nan = faults.nan_steps.count(state.step + 1) > 0;
     StepResult r;
     try {
       r = train_step(ctx, batch, lr);

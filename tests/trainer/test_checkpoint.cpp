@@ -1,0 +1,81 @@
+// Checkpoint folders: what is saved restores exactly, rotation keeps the last K, "latest"
+// follows, and a damaged file is refused by its manifest checksum.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/error.h"
+#include "model/hf_checkpoint.h"
+#include "tests/test_util.h"
+#include "trainer/checkpoint.h"
+
+namespace qtrain::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+CheckpointContents contents(const torch::Tensor& w) {
+  auto config = model::ModelConfig::from_file(testing::fixture("qwen2_bias/config.json").string());
+  return {config, {{"w", w}}, {{"exp_avg.w", w * 2}}, {}, {{"state", {{"step", 1}}}}};
+}
+
+TEST(Checkpoint, SaveRestoreRotateAndLatest) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 2);
+  EXPECT_FALSE(manager.latest().has_value());
+  for (int step : {2, 4, 6}) manager.save(step, contents(torch::full({3}, static_cast<float>(step))));
+  EXPECT_EQ(manager.latest(), (dir / "checkpoints/step_00000006").string());
+  EXPECT_FALSE(fs::exists(dir / "checkpoints/step_00000002"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoints/step_00000004"));
+  const auto loaded = LoadedCheckpoint::open(*manager.latest());
+  auto w = torch::zeros({3}), m = torch::zeros({3});
+  loaded.restore("model", {{"w", w}});
+  loaded.restore("optimizer", {{"exp_avg.w", m}});
+  EXPECT_TRUE(w.equal(torch::full({3}, 6.0f)));
+  EXPECT_TRUE(m.equal(torch::full({3}, 12.0f)));
+  EXPECT_EQ(loaded.trainer_state()["state"]["step"], 1);
+  // The folder is an HF config folder too.
+  EXPECT_EQ(model::ModelConfig::from_file((dir / "checkpoints/step_00000006/config.json").string()).model_type, "qwen2");
+}
+
+TEST(Checkpoint, DamageIsCaughtByTheManifest) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 3);
+  const auto path = manager.save(1, contents(torch::ones({64})));
+  {  // flip one byte inside the tensor data
+    std::fstream f(fs::path(path) / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  try {
+    LoadedCheckpoint::open(path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors: checksum"), std::string::npos) << e.what();
+  }
+  fs::resize_file(fs::path(path) / "optimizer.safetensors", 10);
+  EXPECT_THROW(LoadedCheckpoint::open(path), Error);
+}
+
+TEST(Checkpoint, RestoreRefusesAnotherModel) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 1);
+  const auto path = manager.save(1, contents(torch::ones({4})));
+  const auto loaded = LoadedCheckpoint::open(path);
+  auto wrong_shape = torch::zeros({5});
+  EXPECT_THROW(loaded.restore("model", {{"w", wrong_shape}}), Error);
+  auto other = torch::zeros({4});
+  EXPECT_THROW(loaded.restore("model", {{"v", other}}), Error);
+}
+
+TEST(Checkpoint, LeftoversOfACrashedWriterAreCleanedAndIgnored) {
+  const auto dir = testing::scratch_dir();
+  fs::create_directories(dir / "checkpoints/step_00000009.tmp.12345");
+  CheckpointManager manager(dir.string(), 2);
+  manager.save(3, contents(torch::ones({2})));
+  EXPECT_FALSE(fs::exists(dir / "checkpoints/step_00000009.tmp.12345"));
+  EXPECT_EQ(manager.latest(), (dir / "checkpoints/step_00000003").string());
+}
+
+}  // namespace
+}  // namespace qtrain::trainer

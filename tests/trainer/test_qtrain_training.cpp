@@ -1,0 +1,198 @@
+// The built qtrain on tests/fixtures/train_tiny.yaml: data parallelism is exact (1 rank
+// with accumulation k = k ranks), a run killed with SIGKILL at a random step resumes to the
+// very same per-step losses, SIGTERM checkpoints and exits, NaN steps are skipped, and
+// bad set-ups exit with status 2.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "tests/test_util.h"
+
+namespace qtrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_tool;
+
+const std::string kConfig = "--config tests/fixtures/train_tiny.yaml ";
+
+// step -> the last record logged for it (a resumed run logs again the steps it redoes).
+std::map<int64_t, nlohmann::json> losses(const fs::path& run_dir) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
+}
+
+int64_t count_lines(const fs::path& path) {
+  std::ifstream in(path);
+  return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
+}
+
+// Starts `command` in its own process group; returns the group id.
+pid_t start_group(const std::string& command) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  return pid;
+}
+
+// Waits until the run has logged `lines` metric lines; false if the process ended first.
+bool wait_for_lines(pid_t pid, const fs::path& metrics, int64_t lines) {
+  for (int i = 0; i < 6000; ++i) {
+    if (count_lines(metrics) >= lines) return true;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+int wait_status(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string qtrain_command(const fs::path& dir, const std::string& args, int ranks) {
+  return "cd '" + testing::source_dir().string() + "' && " + testing::mpirun(ranks) + " '" +
+         (testing::binary_dir() / "qtrain").string() + "' " + kConfig + args + " > '" + (dir / "out").string() +
+         "' 2> '" + (dir / "err").string() + "'";
+}
+
+TEST(QtrainTraining, OneRankWithAccumulationMatchesTwoRanks) {
+  const auto dir = testing::scratch_dir();
+  const auto one = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "one").string());
+  ASSERT_EQ(one.status, 0) << one.err;
+  const auto two = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "two").string(), testing::mpirun(2));
+  ASSERT_EQ(two.status, 0) << two.err;
+  const auto a = losses(dir / "one"), b = losses(dir / "two");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (const auto& [step, record] : a) {
+    const double x = record["loss"], y = b.at(step)["loss"];
+    EXPECT_NEAR(x, y, 1e-5 * std::abs(x)) << "step " << step;
+    EXPECT_NEAR(record["grad_norm"].get<double>(), b.at(step)["grad_norm"].get<double>(), 1e-4) << "step " << step;
+  }
+  EXPECT_LT(a.at(8)["loss"].get<double>(), a.at(1)["loss"].get<double>());  // it learns
+  EXPECT_GT(b.at(1)["buckets_overlapped"].get<int>(), 0);  // all-reduce started inside backward
+  EXPECT_FALSE(fs::is_empty(dir / "two/tensorboard"));
+}
+
+TEST(QtrainTraining, SigkillAtARandomStepThenResumeGivesTheSameLosses) {
+  const auto dir = testing::scratch_dir();
+  const std::string run = "--set training.steps=24 --set checkpoint.every_steps=3 --set data.seq_len=64 "
+                          "--set data.micro_batch_size=4 --set data.global_batch_size=16 ";
+  const auto full = run_tool(dir, "qtrain", kConfig + run + "--set run.output_dir=" + (dir / "full").string(),
+                             testing::mpirun(2));
+  ASSERT_EQ(full.status, 0) << full.err;
+  const unsigned seed = std::random_device{}();
+  const int64_t kill_after = 4 + static_cast<int64_t>(seed % 16);  // logged steps before the kill
+  SCOPED_TRACE("killed after " + std::to_string(kill_after) + " logged steps (seed " + std::to_string(seed) + ")");
+  const auto resumed_dir = dir / "resumed";
+  const pid_t group = start_group(qtrain_command(dir, run + "--set run.output_dir=" + resumed_dir.string(), 2));
+  ASSERT_TRUE(wait_for_lines(group, resumed_dir / "metrics.jsonl", kill_after)) << testing::read_text(dir / "err");
+  kill(-group, SIGKILL);
+  wait_status(group);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the killed ranks go
+  EXPECT_LT(losses(resumed_dir).size(), 24u);
+  const auto again = run_tool(dir, "qtrain", kConfig + run + "--set run.output_dir=" + resumed_dir.string() +
+                                                 " --set checkpoint.resume=auto",
+                              testing::mpirun(2));
+  ASSERT_EQ(again.status, 0) << again.err;
+  const auto a = losses(dir / "full"), b = losses(resumed_dir);
+  ASSERT_EQ(b.size(), 24u);
+  for (const auto& [step, record] : a) {
+    EXPECT_EQ(record["loss"].get<double>(), b.at(step)["loss"].get<double>()) << "step " << step;
+    EXPECT_EQ(record["grad_norm"].get<double>(), b.at(step)["grad_norm"].get<double>()) << "step " << step;
+  }
+}
+
+// SIGTERM goes to mpirun, which forwards it to the ranks (as `scancel` or a preempting
+// scheduler does); each rank checkpoints and exits 128 + 15, so mpirun exits non-zero.
+TEST(QtrainTraining, SigtermSavesACheckpointAndExits) {
+  const auto dir = testing::scratch_dir();
+  const auto out = dir / "run";
+  const pid_t group = start_group(qtrain_command(
+      dir, "--set training.steps=400 --set checkpoint.every_steps=1000 --set run.output_dir=" + out.string(), 2));
+  ASSERT_TRUE(wait_for_lines(group, out / "metrics.jsonl", 3)) << testing::read_text(dir / "err");
+  ASSERT_EQ(std::system(("pkill -TERM -g " + std::to_string(group) + " -x mpirun").c_str()), 0);
+  EXPECT_NE(wait_status(group), 0) << testing::read_text(dir / "err");
+  const auto latest = testing::read_text(out / "checkpoints/latest");
+  EXPECT_EQ(latest.rfind("step_", 0), 0u) << latest;
+  EXPECT_NE(testing::read_text(dir / "err").find("stopped by signal 15"), std::string::npos);
+}
+
+TEST(QtrainTraining, NanStepsAreSkippedAndTooManyEndTheRun) {
+  const auto dir = testing::scratch_dir();
+  const auto skipped = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "a").string(),
+                                "export QTRAIN_INJECT_NAN_STEPS=3,5; " + testing::mpirun(2));
+  ASSERT_EQ(skipped.status, 0) << skipped.err;
+  const auto a = losses(dir / "a");
+  EXPECT_TRUE(a.at(3).value("skipped", false));
+  EXPECT_TRUE(a.at(5).value("skipped", false));
+  EXPECT_FALSE(a.at(4).value("skipped", false));
+  EXPECT_EQ(a.at(8)["skipped_steps"], 2);
+  EXPECT_NE(skipped.err.find("step 3 skipped"), std::string::npos);
+  const auto aborted = run_tool(dir, "qtrain",
+                                kConfig + "--set training.max_skipped_steps=1 --set run.output_dir=" + (dir / "b").string(),
+                                "QTRAIN_INJECT_NAN_STEPS=3,5");
+  EXPECT_EQ(aborted.status, 2);
+  EXPECT_NE(aborted.err.find("key 'training.max_skipped_steps': 2 steps had a non-finite loss or gradient"),
+            std::string::npos)
+      << aborted.err;
+}
+
+TEST(QtrainTraining, AFailingOrHungRankEndsTheWholeJobQuickly) {
+  const auto dir = testing::scratch_dir();
+  const auto start = std::chrono::steady_clock::now();
+  const auto failed = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "a").string(),
+                               "export QTRAIN_INJECT_FAIL=1:3; " + testing::mpirun(2));
+  EXPECT_NE(failed.status, 0);
+  EXPECT_NE(failed.err.find("injected failure at step 3 [rank 1]"), std::string::npos) << failed.err;
+  const auto hung = run_tool(dir, "qtrain",
+                             kConfig + "--set parallel.timeout_s=3 --set training.steps=50 --set run.output_dir=" +
+                                 (dir / "b").string(),
+                             "export QTRAIN_INJECT_HANG=1:4; " + testing::mpirun(2));
+  EXPECT_NE(hung.status, 0);
+  EXPECT_NE(hung.err.find("made no progress for"), std::string::npos) << hung.err;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 60) << "the job must end within a bounded time";
+}
+
+TEST(QtrainTraining, BadSetupsExitWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  const auto out = "--set run.output_dir=" + (dir / "run").string() + " ";
+  ASSERT_EQ(run_tool(dir, "qtrain", kConfig + out + "--set training.steps=2").status, 0);
+  const auto again = run_tool(dir, "qtrain", kConfig + out + "--set training.steps=2");
+  EXPECT_EQ(again.status, 2);
+  EXPECT_NE(again.err.find("key 'checkpoint.resume': this run.output_dir already holds checkpoints"), std::string::npos)
+      << again.err;
+  const auto vocab = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "v").string() +
+                                                 " --set 'model.student_overrides=[vocab_size=300]'");
+  EXPECT_EQ(vocab.status, 2);
+  EXPECT_NE(vocab.err.find("key 'vocab_size': student vocab_size 300 differs from the teacher's"), std::string::npos)
+      << vocab.err;
+  const auto ranks = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "r").string(), testing::mpirun(3));
+  EXPECT_EQ(ranks.status, 2);
+  EXPECT_NE(ranks.err.find("not a multiple of micro_batch_size x ranks"), std::string::npos) << ranks.err;
+}
+
+}  // namespace
+}  // namespace qtrain
