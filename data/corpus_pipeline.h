@@ -1,7 +1,8 @@
 // Tokenizes a corpus on a pool of threads and hands the documents back in corpus order, in
-// constant memory: one reader thread cuts the files into batches of consecutive documents,
-// worker threads check and tokenize whole batches, and the calling thread receives them in
-// order. At most a fixed window of batches is in flight, so neither the queue nor the reorder
+// constant memory: one reader thread cuts the corpus into batches of consecutive documents
+// (whole files for text, which the workers then read; lines for JSONL, which it reads
+// itself), worker threads check and tokenize whole batches, and the calling thread receives
+// them in order. At most a fixed window of batches is in flight, so neither the queue nor the reorder
 // buffer grows with the corpus; the output cannot depend on the number of threads.
 #pragma once
 #include <cstdint>
@@ -19,7 +20,7 @@ struct CorpusPipelineOptions {
   CorpusFormat format = CorpusFormat::text;
   std::string text_key = "text";  // jsonl only
   int threads = 1;                // tokenizer threads (>= 1); the reader thread comes on top
-  size_t batch_bytes = 1 << 18;   // a batch closes once it holds this many bytes of input
+  size_t batch_bytes = 1 << 18;   // a batch closes at this many bytes (on disk for text files)
 };
 
 struct TokenizedDocument {
