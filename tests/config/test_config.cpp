@@ -125,7 +125,7 @@ TEST(ConfigErrors, UnknownSectionAndUnrelatedKey) {
   EXPECT_EQ(section.key_name(), "trainng");
   EXPECT_EQ(section.line_number(), 5);
   EXPECT_EQ(section.reason(), "unknown key; did you mean 'training'?");
-  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, checkpoint, logging");
+  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, checkpoint, logging, parallel");
 
   Error unrelated = yaml_error(std::string(kRequired) + "training:\n  quantize_everything: true\n");
   EXPECT_EQ(unrelated.key_name(), "training.quantize_everything");
@@ -288,7 +288,7 @@ TEST(ConfigErrors, CrossFieldRulesNameTheKeyThatBreaksThem) {
 
   Error loss = load_error([] { load_config_text(kRequired, "job.yaml", {"distill.beta=0"}); });
   EXPECT_EQ(loss.key_name(), "distill.beta");
-  EXPECT_EQ(loss.expected_value(), "alpha > 0 or beta > 0");
+  EXPECT_EQ(loss.expected_value(), "alpha > 0, beta > 0 or gamma > 0");
 }
 
 TEST(ConfigErrors, UnreadableFile) {
