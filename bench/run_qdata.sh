@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # qdata throughput end to end (docs/qdata.md, "Throughput"): the demo corpus (English kernel
 # documentation, fetched once by scripts/fetch-demo-corpus.sh) with GPT-2's tokenizer, on 1
-# thread and then on every core, best of REPEATS runs each. Prints one JSON line per run:
+# thread and then on every core, REPEATS runs each. Prints one JSON line per run:
 # qdata's --json summary (seconds and MB/s exclude loading the tokenizer) plus the wall time
 # of the whole process.
 # Usage: bench/run_qdata.sh [BUILD_DIR] [REPEATS]   (THREADS="1 2 4" overrides 1..nproc;

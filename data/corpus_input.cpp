@@ -71,11 +71,24 @@ void CorpusInput::refill() {
 size_t CorpusInput::read(char* data, size_t size) {
   const int got = gzread(static_cast<gzFile>(gz_), data, static_cast<unsigned>(std::min<size_t>(size, 1u << 30)));
   if (got < 0) {
+    const int saved_errno = errno;
     int code = 0;
-    const char* message = gzerror(static_cast<gzFile>(gz_), &code);
-    throw Error(std::string("cannot read corpus file: ") + (code == Z_ERRNO ? std::strerror(errno) : message))
+    std::string message = gzerror(static_cast<gzFile>(gz_), &code);
+    if (code == Z_ERRNO) message = std::strerror(saved_errno);
+    if (message.rfind(path_ + ": ", 0) == 0) message.erase(0, path_.size() + 2);  // zlib names the file too
+    throw Error("cannot read corpus file: " + message)
         .file(path_)
         .expected("a readable plain or gzip file");
+  }
+  if (got == 0) {
+    // At the end zlib returns 0 either way; Z_BUF_ERROR says the file ended inside a gzip
+    // stream (a cut download), which must not pass as a shorter document.
+    int code = 0;
+    gzerror(static_cast<gzFile>(gz_), &code);
+    if (code == Z_BUF_ERROR)
+      throw Error("gzip data is truncated (the file ends inside a compressed stream)")
+          .file(path_)
+          .expected("a complete gzip file");
   }
   return static_cast<size_t>(got);
 }

@@ -72,7 +72,18 @@ TEST(QdataCorpus, ReadsGzipAndPlainFilesAlike) {
   const char broken_bytes[] = "\x1f\x8b\x08\x00garbage that is not deflate";  // gzip magic, then junk
   write_text(dir / "broken.gz", std::string(broken_bytes, sizeof(broken_bytes) - 1));
   CorpusInput broken((dir / "broken.gz").string());
-  EXPECT_NE(error_of([&] { broken.read_all(); }).find("broken.gz: cannot read corpus file"), std::string::npos);
+  EXPECT_EQ(error_of([&] { broken.read_all(); }),
+            (dir / "broken.gz").string() + ": cannot read corpus file: invalid code lengths set "
+            "(expected: a readable plain or gzip file)");
+  // A gzip file cut short (an interrupted download) must not pass as a shorter document.
+  std::string long_text;
+  for (int i = 0; i < 2000; ++i) long_text += "line " + std::to_string(i * 7919 % 10007) + "\n";
+  write_gz(dir / "cut.gz", long_text);
+  std::filesystem::resize_file(dir / "cut.gz", std::filesystem::file_size(dir / "cut.gz") / 2);
+  CorpusInput cut((dir / "cut.gz").string());
+  EXPECT_EQ(error_of([&] { cut.read_all(); }),
+            (dir / "cut.gz").string() + ": gzip data is truncated (the file ends inside a compressed stream) "
+            "(expected: a complete gzip file)");
 }
 
 // Writes each paragraph of the fixture corpus as its own file (every fifth gzipped).
