@@ -19,7 +19,7 @@ struct RawDocument {
   int32_t file = 0;         // index into the corpus file list
   int64_t line = 0;         // 1-based line number (jsonl), 0 for a whole file (text)
   int64_t byte_offset = 0;  // offset of `bytes` in the (decompressed) file
-  std::string bytes;        // the file (text) or the line without '\n' (jsonl)
+  std::string bytes;        // the file (text; read by the worker) or the line without '\n' (jsonl)
 };
 
 // Offset of the first byte that is not part of well-formed UTF-8 in `s`, or npos if none.
