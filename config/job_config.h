@@ -50,6 +50,7 @@ struct ModelSection {
 struct DataSection {
   std::string train;
   std::string validation;
+  std::string tokenizer;
   std::int64_t seq_len = 512;
   std::int64_t micro_batch_size = 4;
   std::int64_t global_batch_size = 32;
@@ -58,6 +59,7 @@ struct DataSection {
   void visit(V& v) {
     v.field("train", train, "HDF5 token file with the training tokens", Required{});
     v.field("validation", validation, "HDF5 token file for evaluation; empty = no evaluation");
+    v.field("tokenizer", tokenizer, "The model's tokenizer (tokenizer.json, tokenizer.model or a folder); token files whose fingerprint differs are refused. Empty = the teacher's folder, if it holds one");
     v.field("seq_len", seq_len, "Tokens per training sequence", Range{2, 1 << 20});
     v.field("micro_batch_size", micro_batch_size, "Sequences per forward/backward pass on one rank", at_least(1));
     v.field("global_batch_size", global_batch_size, "Sequences per optimizer step over all ranks and micro-batches", at_least(1));

@@ -13,6 +13,7 @@
 #include "common/memory.h"
 #include "common/progress.h"
 #include "data/token_file.h"
+#include "data/tokenizer_match.h"
 #include "eval/perplexity.h"
 #include "model/flops.h"
 #include "trainer/checkpoint.h"
@@ -62,6 +63,20 @@ std::optional<std::string> resume_point(const config::CheckpointSection& c, cons
   return c.resume;
 }
 
+// Token files made with another tokenizer than the model's are refused (docs/formats.md).
+void check_token_files_tokenizer(const config::JobConfig& job) {
+  std::string path = job.data.tokenizer;
+  if (path.empty() && job.model.teacher != "none") {
+    const auto folder = std::filesystem::path(job.model.teacher);
+    if (std::filesystem::exists(folder / "tokenizer.json") || std::filesystem::exists(folder / "tokenizer.model"))
+      path = folder.string();
+  }
+  if (path.empty()) return;
+  const auto tokenizer = data::load_tokenizer(path);
+  for (const auto& file : {job.data.train, job.data.validation})
+    if (!file.empty()) data::check_tokenizer_fingerprint(data::TokenFile::open(file), *tokenizer);
+}
+
 double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
   auto tokens = data::TokenFile::open(job.data.validation);
   eval::PerplexityOptions o;
@@ -92,6 +107,7 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
 int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
   install_stop_handlers();
   const bool main_rank = dist::is_main();
+  check_token_files_tokenizer(job);
   const auto device = resolve_device(job.model.device);
   const auto compute_dtype = resolve_dtype(job.model.dtype, device);
 
