@@ -74,6 +74,17 @@ class AutocastGuard {
   at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
+// Exact integer matrix product of int8 operands, a [m, k] x b [k, n] -> int32 [m, n]: the
+// int8 tensor-core GEMM (at::_int_mm) on CUDA with LibTorch 2.x where its shape rules hold,
+// else a float64 GEMM, which is exact here (|sums| <= k * 2^14 < 2^53).
+inline torch::Tensor int8_matmul(const torch::Tensor& a, const torch::Tensor& b) {
+#if QTRAIN_TORCH_2
+  if (a.is_cuda() && a.size(0) > 16 && a.size(1) % 8 == 0 && b.size(1) % 8 == 0)
+    return at::_int_mm(a.to(torch::kInt8).contiguous(), b.to(torch::kInt8).contiguous());
+#endif
+  return torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64)).round().to(torch::kInt32);
+}
+
 // Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
 // On 1.13 such tensors are read as raw bytes (see model/safetensors.h).
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)

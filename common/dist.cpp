@@ -70,6 +70,16 @@ int allreduce_max(int value) {
   return value;
 }
 
+void allreduce_max(double* values, int count) {
+  if (world_size() == 1) return;
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+}
+
+void allreduce_min(double* values, int count) {
+  if (world_size() == 1) return;
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD));
+}
+
 void fail_mpi(const char* call, int status, const char* file, int line) {
   char text[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;

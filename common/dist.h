@@ -39,6 +39,9 @@ void allreduce_sum(long long* values, int count);
 
 // The maximum over all ranks (e.g. of a stop flag).
 int allreduce_max(int value);
+// In-place element-wise maximum / minimum over all ranks.
+void allreduce_max(double* values, int count);
+void allreduce_min(double* values, int count);
 
 [[noreturn]] void fail_mpi(const char* call, int status, const char* file, int line);
 

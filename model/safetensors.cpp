@@ -181,7 +181,8 @@ torch::Tensor SafetensorsFile::raw_bytes(const std::string& name) const {
 int64_t stored_bytes(const torch::Tensor& t) { return t.numel() * st_dtype_for(t.scalar_type()).element_size; }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const std::map<std::string, std::string>& raw_dtypes) {
   std::vector<std::size_t> order(tensors.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -196,7 +197,14 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     const auto& [name, t] = tensors[i];
     if (header.contains(name)) throw Error("duplicate tensor name '" + name + "'").file(path);
     const auto nbytes = static_cast<uint64_t>(stored_bytes(t));
-    header[name] = {{"dtype", st_dtype_for(t.scalar_type()).name},
+    std::string dtype = st_dtype_for(t.scalar_type()).name;
+    if (const auto raw = raw_dtypes.find(name); raw != raw_dtypes.end()) {
+      const auto* declared = find_st_dtype(raw->second);
+      TORCH_CHECK(declared && declared->element_size == 1 && t.scalar_type() == torch::kUInt8,
+                  "raw dtype override needs uint8 data and a 1-byte element type: ", name);
+      dtype = declared->name;
+    }
+    header[name] = {{"dtype", dtype},
                     {"shape", t.sizes().vec()},
                     {"data_offsets", {offset, offset + nbytes}}};
     offset += nbytes;

@@ -67,8 +67,11 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Writes tensors (any device, any layout; copied to contiguous CPU) atomically to `path`.
 // Data are ordered by element size (largest first), then name, so every tensor is aligned.
+// `raw_dtypes` declares uint8 tensors as another 1-byte element type ("F8_E4M3", "F8_E5M2"):
+// how FP8 data are written where LibTorch has no float8 type (1.13).
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      const std::map<std::string, std::string>& raw_dtypes = {});
 
 // Number of bytes save_safetensors would store for a tensor.
 int64_t stored_bytes(const torch::Tensor& t);

@@ -1,0 +1,159 @@
+// compressed-tensors export: per quantized linear, the integers and scales from the shared
+// arithmetic; everything else in the export dtype; config.json with quantization_config.
+#include "quant/export.h"
+
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "model/hf_checkpoint.h"
+#include "quant/compressed_tensors.h"
+#include "quant/fp8.h"
+#include "quant/pack_quantized.h"
+#include "quant/quant_math.h"
+#include "quant/quantized_model.h"
+
+namespace qtrain::quant {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json args_json(const QuantArgs& a) {
+  json j = {{"num_bits", a.num_bits}, {"type", a.type},       {"symmetric", a.symmetric},
+            {"strategy", to_string(a.strategy)}, {"dynamic", a.dynamic}, {"block_structure", nullptr},
+            {"actorder", nullptr},      {"observer", a.dynamic ? json(nullptr) : json("minmax")},
+            {"observer_kwargs", json::object()}};
+  j["group_size"] = a.strategy == Strategy::group ? json(a.group_size) : json(nullptr);
+  return j;
+}
+
+const char* format_of(const Scheme& s) {
+  if (s.weights && s.weights->is_float()) return ct::kFloatQuantized;
+  if (s.input_activations) return ct::kIntQuantized;
+  return ct::kPackQuantized;
+}
+
+// The compressed tensors of one linear, "X.<suffix>" -> tensor, plus raw-dtype tags.
+void compress_linear(const std::string& prefix, const torch::Tensor& weight, const torch::Tensor& bias,
+                     FakeQuantLinear& layer, torch::ScalarType dtype, model::NamedTensors& out,
+                     std::map<std::string, std::string>& raw_dtypes) {
+  torch::NoGradGuard no_grad;
+  const auto& scheme = layer.scheme();
+  const auto& args = *scheme.weights;
+  const auto w = weight.detach().to(torch::kFloat32);
+  const auto out_features = w.size(0), in_features = w.size(1);
+  const auto qp = layer.weight_qparams(w);
+  const auto q = quantize(unit_view(w, args), {qp.scale.detach(), qp.zero_point}, args).reshape({out_features, in_features});
+  const auto scale = qp.scale.detach().reshape({out_features, -1});
+  const auto zero_point = qp.zero_point.reshape({out_features, -1});
+  const std::string format = format_of(scheme);
+  if (format == ct::kPackQuantized) {
+    out.emplace_back(prefix + ct::kWeightPacked, pack_to_int32(q, args.num_bits));
+    out.emplace_back(prefix + ct::kWeightShape, torch::tensor({out_features, in_features}, torch::kInt64));
+    if (!args.symmetric) out.emplace_back(prefix + ct::kWeightZeroPoint, pack_to_int32(zero_point, args.num_bits, 0));
+  } else if (format == ct::kIntQuantized) {
+    out.emplace_back(prefix + ct::kWeight, q.to(torch::kInt8));
+    if (!args.symmetric) out.emplace_back(prefix + ct::kWeightZeroPoint, zero_point.to(torch::kInt8));
+  } else {
+    const auto name = prefix + ct::kWeight;
+    out.emplace_back(name, encode_fp8_e4m3(q));
+    raw_dtypes[name] = "F8_E4M3";
+  }
+  out.emplace_back(prefix + ct::kWeightScale, scale.to(dtype));
+  if (scheme.input_activations && !scheme.input_activations->dynamic) {
+    const auto in = layer.input_qparams();
+    out.emplace_back(prefix + ct::kInputScale, in.scale.detach().reshape({1}).to(dtype));
+    if (!scheme.input_activations->symmetric)
+      out.emplace_back(prefix + ct::kInputZeroPoint, in.zero_point.reshape({1}).to(torch::kInt8));
+  }
+  if (bias.defined()) out.emplace_back(prefix + "bias", bias.detach().to(dtype));
+}
+
+void copy_tokenizer_files(const std::string& source, const std::string& out_dir) {
+  if (source.empty()) return;
+  for (const auto* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                           "vocab.json", "merges.txt", "generation_config.json"}) {
+    const auto from = fs::path(source) / name;
+    if (fs::exists(from)) fs::copy_file(from, fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace
+
+json quantization_config(model::CausalLMImpl& model) {
+  auto layers = fake_quant_layers(model);
+  std::map<std::string, std::vector<std::string>> targets;  // scheme -> module names
+  std::map<std::string, const Scheme*> schemes;
+  for (auto& [name, layer] : layers) {
+    if (!layer->scheme().weights) continue;  // activation-only schemes are not exported
+    targets[layer->scheme().name].push_back(name);
+    schemes[layer->scheme().name] = &layer->scheme();
+  }
+  json groups = json::object();
+  std::set<std::string> formats;
+  int index = 0;
+  for (const auto& [scheme_name, names] : targets) {
+    const auto& s = *schemes[scheme_name];
+    json group = {{"targets", names},
+                  {"weights", args_json(*s.weights)},
+                  {"input_activations", s.input_activations ? args_json(*s.input_activations) : json(nullptr)},
+                  {"output_activations", nullptr},
+                  {"format", format_of(s)}};
+    formats.insert(format_of(s));
+    groups["group_" + std::to_string(index++)] = group;
+  }
+  json ignore = json::array();
+  for (const auto& item : model.named_modules("", false))
+    if (item.value()->as<model::LinearImpl>() && !layers.count(item.key())) ignore.push_back(item.key());
+  if (model.config().tie_word_embeddings) ignore.push_back("lm_head");  // tied: no Linear, but engines have one
+  return {{"quant_method", ct::kQuantMethod},
+          {"format", formats.size() == 1 ? *formats.begin() : std::string(ct::kMixedPrecision)},
+          {"config_groups", groups},
+          {"ignore", ignore},
+          {"kv_cache_scheme", nullptr},
+          {"quantization_status", "compressed"},
+          {"global_compression_ratio", nullptr},
+          {"sparsity_config", json::object()},
+          {"transform_config", json::object()},
+          {"version", ct::kVersion}};
+}
+
+ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
+                                        const ExportOptions& options) {
+  fs::create_directories(out_dir);
+  auto layers = fake_quant_layers(model);
+  ExportSummary summary;
+  model::NamedTensors tensors;
+  std::map<std::string, std::string> raw_dtypes;
+  std::set<std::string> done;
+  for (auto& [name, layer] : layers) {
+    if (!layer->scheme().weights) continue;
+    auto* linear = model.named_modules("", false)[name]->as<model::LinearImpl>();
+    const auto before = tensors.size();
+    compress_linear(name + ".", linear->weight, linear->bias, *layer, options.dtype, tensors, raw_dtypes);
+    for (size_t i = before; i < tensors.size(); ++i) summary.quantized_bytes += model::stored_bytes(tensors[i].second);
+    summary.quantized_weights += linear->weight.numel();
+    ++summary.quantized_linears;
+    done.insert(name + ".weight");
+    done.insert(name + ".bias");
+  }
+  for (const auto& [name, tensor] : model::hf_state(model)) {
+    if (done.count(name) || name.find(".quant.") != std::string::npos) continue;
+    tensors.emplace_back(name, tensor.is_floating_point() ? tensor.to(options.dtype) : tensor);
+  }
+  for (const auto& [name, tensor] : tensors) summary.total_bytes += model::stored_bytes(tensor);
+  model::save_safetensors((fs::path(out_dir) / "model.safetensors").string(), tensors, {{"format", "pt"}}, raw_dtypes);
+  auto config = model.config().to_json();
+  config["dtype"] = model::dtype_name(options.dtype);
+  if (config.contains("torch_dtype")) config["torch_dtype"] = model::dtype_name(options.dtype);
+  config["quantization_config"] = quantization_config(model);
+  write_file_atomic((fs::path(out_dir) / "config.json").string(), config.dump(2) + "\n");
+  copy_tokenizer_files(options.tokenizer_source, out_dir);
+  return summary;
+}
+
+}  // namespace qtrain::quant

@@ -1,0 +1,35 @@
+// Writes a model with fake quantization attached as the static-quantized checkpoint that
+// inference engines load: safetensors in the compressed-tensors layout plus config.json
+// with its quantization_config (docs/formats.md). The integers and scales are computed with
+// quant_math.h from the same weights and parameters the fake-quant forward uses, so the
+// exported model computes what the trained one simulated.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "model/causal_lm.h"
+
+namespace qtrain::quant {
+
+struct ExportOptions {
+  torch::ScalarType dtype = torch::kBFloat16;  // unquantized tensors and scales
+  std::string tokenizer_source;                // folder whose tokenizer files are copied ("" = none)
+};
+
+struct ExportSummary {
+  int64_t quantized_linears = 0;
+  int64_t quantized_weights = 0;   // elements
+  int64_t quantized_bytes = 0;     // bytes of those linears' tensors (weights, scales, ...)
+  int64_t total_bytes = 0;         // all tensors
+  double bits_per_quantized_weight() const {
+    return quantized_weights ? 8.0 * static_cast<double>(quantized_bytes) / static_cast<double>(quantized_weights) : 0.0;
+  }
+};
+
+ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
+                                        const ExportOptions& options = {});
+
+// The quantization_config block for the model's fake-quantized layers.
+nlohmann::json quantization_config(model::CausalLMImpl& model);
+
+}  // namespace qtrain::quant

@@ -1,0 +1,68 @@
+// Fake quantization of one linear layer during training (QAT): it takes over the layer's
+// forward (model::LinearWrapper) and computes linear(fq(x), fq(W)) with the arithmetic of
+// quant_math.h. Weight scales follow the current weights (min-max per the scheme's
+// strategy), or are fixed by a PTQ method (GPTQ, AWQ: set_weight_qparams), or are learned
+// (LSQ) when enabled. Static activation scales are calibrated by
+// an observer, then frozen: calibrate() ... freeze() bumps `scale_version`, and nothing
+// changes them afterwards (the optimizer never sees them). All state is registered, so it
+// travels in checkpoints.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+
+#include "model/layers.h"
+#include "quant/observer.h"
+#include "quant/quant_args.h"
+#include "quant/quant_math.h"
+
+namespace qtrain::quant {
+
+struct FakeQuantOptions {
+  ObserverOptions observer;
+  bool learnable_scales = false;  // LSQ on weight scales
+  torch::ScalarType scale_dtype = torch::kBFloat16;
+};
+
+class FakeQuantLinear : public model::LinearWrapper {
+ public:
+  FakeQuantLinear(Scheme scheme, FakeQuantOptions options, const torch::Tensor& weight);
+  torch::Tensor forward(model::LinearImpl& linear, const torch::Tensor& x) override;
+
+  const Scheme& scheme() const { return scheme_; }
+  bool needs_calibration() const { return scheme_.input_activations && !scheme_.input_activations->dynamic; }
+  // Calibration protocol (all ranks, same order): for pass in [0, passes): begin_pass, run
+  // batches through the model (observe mode), end_pass; then freeze().
+  int calibration_passes() const { return observer_.passes(); }
+  void begin_pass(int pass);
+  void end_pass();
+  void freeze();
+  bool frozen() const { return frozen_host_; }
+  // Re-reads the flags from the buffers after they were loaded from a checkpoint (the
+  // forward reads host copies, so that it never waits for the GPU).
+  void refresh_from_buffers();
+
+  // The weight's quantization parameters now (learned, fixed or min-max), as exported.
+  QParams weight_qparams(const torch::Tensor& weight) const;
+  QParams input_qparams() const;  // static activations, after freeze()
+  // Fixes the weight's scales and zero points (PTQ): they no longer follow min-max.
+  void set_weight_qparams(const QParams& qp);
+  // Sets the static input range directly (SmoothQuant, tests) and freezes it.
+  void set_input_qparams(const QParams& qp);
+
+  // Weight scales and zero points [units, 1]: a trainable parameter under LSQ, else buffers
+  // that are used when weight_fixed is set.
+  torch::Tensor weight_scale, weight_zero_point, weight_fixed;
+  torch::Tensor input_scale, input_zero_point;  // [1, 1] buffers
+  torch::Tensor frozen_, scale_version;         // buffers: bool, int64
+
+ private:
+  torch::Tensor quantize_input(const torch::Tensor& x);
+  Scheme scheme_;
+  FakeQuantOptions options_;
+  Observer observer_;
+  bool observing_ = false;
+  bool fixed_host_ = false, frozen_host_ = false;
+};
+
+}  // namespace qtrain::quant

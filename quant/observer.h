@@ -1,0 +1,53 @@
+// Activation observers: they watch a layer's inputs during calibration and produce the
+// static per-tensor range that its input scale is computed from. Statistics are combined
+// over all ranks before the range is taken, so every rank gets the same scale.
+//   minmax      running min and max (llm-compressor's default)
+//   ema         min and max as exponential moving averages over batches (decay ema_decay)
+//   percentile  the range clipped at the given percentile of |x| (symmetric)
+//   mse         the clipping threshold that minimises the expected squared quantization
+//               error over the observed |x| distribution (as in TensorRT/ModelOpt's "mse")
+// percentile and mse keep a 2048-bin histogram of |x| over [0, absmax], which needs the
+// global absmax first: their calibration runs the batches twice (pass 0: range, pass 1:
+// histogram).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "quant/quant_args.h"
+
+namespace qtrain::quant {
+
+struct ObserverOptions {
+  std::string kind = "minmax";
+  double ema_decay = 0.9;
+  double percentile = 99.99;
+};
+
+class Observer {
+ public:
+  explicit Observer(ObserverOptions options) : options_(std::move(options)) {}
+  int passes() const { return options_.kind == "percentile" || options_.kind == "mse" ? 2 : 1; }
+  void begin_pass(int pass);  // 0, then 1 for the histogram observers
+  void update(const torch::Tensor& x);
+  // Combines every rank's statistics (a collective: all ranks call it in the same order).
+  void reduce_across_ranks();
+  // The calibrated range [lo, hi] for `args` (after the last pass and the reduction).
+  std::pair<double, double> range(const QuantArgs& args) const;
+  bool empty() const { return !seen_; }
+
+ private:
+  ObserverOptions options_;
+  int pass_ = 0;
+  bool seen_ = false;
+  double min_ = 0, max_ = 0, absmax_ = 0;
+  std::vector<double> histogram_;  // pass 1: counts of |x| in 2048 bins over [0, absmax_]
+};
+
+// The clipping threshold of a histogram of |x| (bin i covers [i, i+1) * absmax / bins)
+// that minimises sum_bins count * E[(x - q(x))^2] for a symmetric grid of `levels` steps
+// per side; exposed for tests.
+double mse_optimal_clip(const std::vector<double>& histogram, double absmax, double half_levels);
+
+}  // namespace qtrain::quant

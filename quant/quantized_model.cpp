@@ -1,0 +1,120 @@
+// Rule matching, fused-layer consistency, wrapping and calibration.
+#include "quant/quantized_model.h"
+
+#include <regex>
+
+#include "common/error.h"
+
+namespace qtrain::quant {
+
+std::vector<QuantRule> parse_rules(const std::vector<std::string>& rules, const std::string& key) {
+  std::vector<QuantRule> out;
+  for (const auto& rule : rules) {
+    const auto eq = rule.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == rule.size())
+      throw Error("rule '" + rule + "' is not PATTERN=SCHEME").key(key).expected("e.g. re:.*mlp\\..*=w4a16-g128");
+    const auto pattern = rule.substr(0, eq);
+    if (pattern.rfind("re:", 0) == 0) {
+      try {
+        std::regex check(pattern.substr(3));
+      } catch (const std::regex_error& e) {
+        throw Error("bad regular expression in rule '" + rule + "': " + e.what()).key(key);
+      }
+    }
+    try {
+      out.push_back({pattern, preset_scheme(rule.substr(eq + 1))});
+    } catch (const Error& e) {
+      throw Error(std::string(e.reason()) + " in rule '" + rule + "'").key(key).expected(e.expected_value());
+    }
+  }
+  return out;
+}
+
+bool pattern_matches(const std::string& pattern, const std::string& name) {
+  if (pattern.rfind("re:", 0) != 0) return pattern == name;
+  return std::regex_search(name, std::regex(pattern.substr(3)), std::regex_constants::match_continuous);
+}
+
+namespace {
+
+// Layers that vLLM fuses into one GEMM: they must share a scheme.
+std::string fused_group(const std::string& name) {
+  for (const auto* member : {"q_proj", "k_proj", "v_proj"})
+    if (name.size() > 6 && name.compare(name.size() - 6, 6, member) == 0) return name.substr(0, name.size() - 6) + "qkv";
+  for (const auto* member : {"gate_proj", "up_proj"}) {
+    const std::string m(member);
+    if (name.size() > m.size() && name.compare(name.size() - m.size(), m.size(), m) == 0)
+      return name.substr(0, name.size() - m.size()) + "gate_up";
+  }
+  return name;
+}
+
+}  // namespace
+
+std::map<std::string, Scheme> assign_schemes(model::CausalLMImpl& model, const std::vector<QuantRule>& rules) {
+  std::map<std::string, Scheme> assignment;
+  std::map<std::string, std::pair<std::string, std::string>> group_scheme;  // group -> (scheme, first member)
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    if (!item.value()->as<model::LinearImpl>()) continue;
+    const auto& name = item.key();
+    Scheme scheme = preset_scheme("none");
+    for (const auto& rule : rules)
+      if (pattern_matches(rule.pattern, name)) {
+        scheme = rule.scheme;
+        break;
+      }
+    const auto group = fused_group(name);
+    const auto it = group_scheme.find(group);
+    if (it == group_scheme.end()) group_scheme[group] = {scheme.name, name};
+    else if (it->second.first != scheme.name)
+      throw Error("'" + name + "' gets scheme " + scheme.name + " but '" + it->second.second + "' gets " +
+                  it->second.first + "; inference engines fuse these layers into one GEMM")
+          .key("quant.rules")
+          .expected("one scheme for q_proj/k_proj/v_proj and one for gate_proj/up_proj of a layer");
+    if (scheme.quantizes()) assignment[name] = scheme;
+  }
+  return assignment;
+}
+
+void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, Scheme>& assignment,
+                       const FakeQuantOptions& options) {
+  for (const auto& item : model.named_modules("", false)) {
+    auto* linear = item.value()->as<model::LinearImpl>();
+    if (!linear) continue;
+    const auto it = assignment.find(item.key());
+    if (it == assignment.end()) continue;
+    auto wrapper = std::make_shared<FakeQuantLinear>(it->second, options, linear->weight.detach());
+    wrapper->to(linear->weight.device());
+    linear->set_wrapper("quant", wrapper);
+  }
+}
+
+std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model) {
+  std::map<std::string, FakeQuantLinear*> out;
+  for (const auto& item : model.named_modules("", false)) {
+    auto* linear = item.value()->as<model::LinearImpl>();
+    if (!linear || !linear->wrapper()) continue;
+    if (auto* fq = dynamic_cast<FakeQuantLinear*>(linear->wrapper().get())) out[item.key()] = fq;
+  }
+  return out;
+}
+
+void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches) {
+  auto layers = fake_quant_layers(model);
+  int passes = 0;
+  for (auto& [name, layer] : layers)
+    if (layer->needs_calibration()) passes = std::max(passes, layer->calibration_passes());
+  for (int pass = 0; pass < passes; ++pass) {
+    for (auto& [name, layer] : layers)
+      if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->begin_pass(pass);
+    {
+      torch::NoGradGuard no_grad;
+      run_batches();
+    }
+    for (auto& [name, layer] : layers)  // std::map: the same order on every rank
+      if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->end_pass();
+  }
+  for (auto& [name, layer] : layers) layer->freeze();
+}
+
+}  // namespace qtrain::quant

@@ -1,0 +1,44 @@
+// Which linear layers of a model get which scheme, and putting fake quantization on them.
+// Rules are "PATTERN=SCHEME" strings; the first rule whose pattern matches a layer's
+// Hugging Face module name wins, unmatched layers stay in floating point. PATTERN is an
+// exact name ("lm_head") or "re:" + a regular expression matched at the start of the name
+// (as compressed-tensors / vLLM match: Python's re.match), e.g.
+//   ["lm_head=none", "re:.*mlp\\..*=w4a16-g128", "re:.*self_attn\\..*=w8a8"]
+// Layers that inference engines fuse (q/k/v, gate/up) must share one scheme.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/causal_lm.h"
+#include "quant/fake_quant_linear.h"
+#include "quant/quant_args.h"
+
+namespace qtrain::quant {
+
+struct QuantRule {
+  std::string pattern;
+  Scheme scheme;
+};
+
+// Parses "PATTERN=SCHEME"; throws qtrain::Error naming `key` and the entry.
+std::vector<QuantRule> parse_rules(const std::vector<std::string>& rules, const std::string& key = "quant.rules");
+bool pattern_matches(const std::string& pattern, const std::string& module_name);
+
+// Linear module name -> scheme, for every linear that a rule quantizes.
+std::map<std::string, Scheme> assign_schemes(model::CausalLMImpl& model, const std::vector<QuantRule>& rules);
+
+// Wraps each assigned linear in a FakeQuantLinear (registered as "<linear>.quant").
+void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, Scheme>& assignment,
+                       const FakeQuantOptions& options);
+
+// The fake-quantized linears of a model, by module name.
+std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model);
+
+// Calibrates every static activation scale: for each observer pass, `run_batches()` must
+// push the calibration data through the model (no grad); statistics are reduced over all
+// ranks, then the scales are frozen. A no-op when no layer has static activations.
+void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches);
+
+}  // namespace qtrain::quant
