@@ -1,5 +1,7 @@
 // qtrain: the training job. Reads the config once (config/load.h), then trains
-// (trainer/run.h), or prints the resolved config with --dry-run.
+// (trainer/run.h), or prints the resolved config with --dry-run. Subcommands:
+//   qtrain quantize --model HF_DIR --scheme S --calib FILE.h5 --output DIR [--method M] ...
+//   qtrain export --checkpoint CK --output DIR
 #include <cstdio>
 #include <string>
 
@@ -8,11 +10,70 @@
 #include "config/embedded.h"
 #include "config/load.h"
 #include "config/print.h"
+#include "trainer/jobs.h"
 #include "trainer/run.h"
+
+#include <boost/program_options.hpp>
+#include <iostream>
 
 namespace {
 
+namespace po = boost::program_options;
+
+// Parses a subcommand's options (argv[1] is the subcommand); nullopt after --help.
+std::optional<po::variables_map> parse_subcommand(int argc, char** argv, po::options_description& desc) {
+  desc.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return std::nullopt;
+  }
+  po::notify(vm);
+  return vm;
+}
+
+int quantize_command(int argc, char** argv) {
+  qtrain::trainer::QuantizeJob j;
+  po::options_description desc("qtrain quantize: PTQ of a Hugging Face checkpoint to a compressed-tensors folder\nOptions");
+  desc.add_options()
+      ("model", po::value(&j.model)->required(), "Hugging Face checkpoint folder")
+      ("scheme", po::value(&j.scheme)->default_value(j.scheme), "scheme for every linear but lm_head: w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic")
+      ("rule", po::value(&j.rules)->composing(), "PATTERN=SCHEME, repeatable, first match wins (replaces --scheme)")
+      ("calib", po::value(&j.calibration)->required(), "HDF5 token file with calibration text")
+      ("output", po::value(&j.output)->required(), "folder to write")
+      ("method", po::value(&j.method)->default_value(j.method), "rtn|gptq|awq|smoothquant")
+      ("observer", po::value(&j.observer)->default_value(j.observer), "minmax|ema|percentile|mse (static activation scales)")
+      ("seq-len", po::value(&j.seq_len)->default_value(j.seq_len), "tokens per calibration sequence")
+      ("calibration-sequences", po::value(&j.calibration_sequences)->default_value(j.calibration_sequences), "sequences from the start of --calib")
+      ("batch-size", po::value(&j.batch_size)->default_value(j.batch_size), "sequences per calibration forward")
+      ("gptq-dampening", po::value(&j.gptq_dampening)->default_value(j.gptq_dampening), "GPTQ dampening fraction")
+      ("gptq-block-size", po::value(&j.gptq_block_size)->default_value(j.gptq_block_size), "GPTQ block of columns")
+      ("gptq-act-order", po::value(&j.gptq_act_order)->default_value(j.gptq_act_order), "GPTQ activation order")
+      ("smoothquant-alpha", po::value(&j.smoothquant_alpha)->default_value(j.smoothquant_alpha), "SmoothQuant migration strength")
+      ("awq-grid", po::value(&j.awq_grid)->default_value(j.awq_grid), "AWQ grid points")
+      ("eval", po::value(&j.eval_data), "token file: print the exported model's perplexity on it")
+      ("eval-seq-len", po::value(&j.eval_seq_len)->default_value(j.eval_seq_len), "window of that perplexity")
+      ("device", po::value(&j.device)->default_value(j.device), "auto|cpu|cuda")
+      ("dtype", po::value(&j.dtype)->default_value(j.dtype), "compute dtype: auto|fp32|bf16");
+  if (!parse_subcommand(argc, argv, desc)) return 0;
+  return qtrain::trainer::run_quantize(j);
+}
+
+int export_command(int argc, char** argv) {
+  qtrain::trainer::ExportJob j;
+  po::options_description desc("qtrain export: a training checkpoint to a compressed-tensors folder\nOptions");
+  desc.add_options()
+      ("checkpoint", po::value(&j.checkpoint)->required(), "checkpoint folder (run.output_dir/checkpoints/step_N)")
+      ("output", po::value(&j.output)->required(), "folder to write")
+      ("tokenizer", po::value(&j.tokenizer), "folder whose tokenizer files are copied (default: the run's teacher)");
+  if (!parse_subcommand(argc, argv, desc)) return 0;
+  return qtrain::trainer::run_export(j);
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "quantize") return quantize_command(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "export") return export_command(argc, argv);
   using namespace qtrain::config;
   const CommandLine cli = parse_command_line(argc, argv, "qtrain");
   if (cli.help || cli.version || cli.print_reference) {

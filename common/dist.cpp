@@ -64,6 +64,10 @@ void allreduce_sum(long long* values, int count) {
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD));
 }
 
+void barrier() {
+  if (world_size() > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
 int allreduce_max(int value) {
   if (world_size() == 1) return value;
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));

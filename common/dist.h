@@ -37,6 +37,9 @@ inline bool is_main() { return rank() == 0; }
 void allreduce_sum(double* values, int count);
 void allreduce_sum(long long* values, int count);
 
+// Waits until every rank has arrived.
+void barrier();
+
 // The maximum over all ranks (e.g. of a stop flag).
 int allreduce_max(int value);
 // In-place element-wise maximum / minimum over all ranks.

@@ -133,6 +133,42 @@ struct DistillSection {
   }
 };
 
+// Quantization-aware training and PTQ (docs/quantization.md). No rules: no quantization.
+struct QuantSection {
+  std::vector<std::string> rules;
+  std::string method = "rtn";
+  std::string observer = "minmax";
+  double percentile = 99.99;
+  double ema_decay = 0.9;
+  std::int64_t calibration_sequences = 16;
+  bool learnable_scales = false;
+  std::string scale_dtype = "bf16";
+  bool export_at_end = true;
+  double gptq_dampening = 0.01;
+  std::int64_t gptq_block_size = 128;
+  bool gptq_act_order = true;
+  double smoothquant_alpha = 0.5;
+  std::int64_t awq_grid = 20;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("rules", rules, "Schemes by module name, first match wins: [\"lm_head=none\", \"re:.*mlp\\\\..*=w4a16-g128\", \"re:.*self_attn\\\\..*=w8a8\"]; schemes: none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic");
+    v.field("method", method, "PTQ that initialises the quantized student before training (and that `qtrain quantize` runs)", Choices{"rtn", "gptq", "awq", "smoothquant"});
+    v.field("observer", observer, "Activation range observer for static input scales", Choices{"minmax", "ema", "percentile", "mse"});
+    v.field("percentile", percentile, "Percentile of |x| kept by the percentile observer", Range{50, 100});
+    v.field("ema_decay", ema_decay, "Decay of the ema observer", Range{0, 1});
+    v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) that calibrate activation scales and PTQ", at_least(1));
+    v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int weights) instead of following min-max");
+    v.field("scale_dtype", scale_dtype, "dtype the exported scales are stored in; simulated scales are rounded through it", Choices{"bf16", "fp16", "fp32"});
+    v.field("export_at_end", export_at_end, "Export the compressed-tensors checkpoint to run.output_dir/export after the last step, and evaluate it");
+    v.field("gptq_dampening", gptq_dampening, "GPTQ: fraction of the mean Hessian diagonal added to it", Range{0, 1});
+    v.field("gptq_block_size", gptq_block_size, "GPTQ: columns processed per block (lazy batch updates)", at_least(1));
+    v.field("gptq_act_order", gptq_act_order, "GPTQ: quantize columns in order of decreasing Hessian diagonal");
+    v.field("smoothquant_alpha", smoothquant_alpha, "SmoothQuant: migration strength from activations to weights", Range{0, 1});
+    v.field("awq_grid", awq_grid, "AWQ: points of the grid search over the scaling exponent", at_least(1));
+  }
+};
+
 struct CheckpointSection {
   std::int64_t every_steps = 500;
   std::int64_t keep_last = 2;
@@ -180,6 +216,7 @@ struct JobConfig {
   EvalSection eval;
   TrainingSection training;
   DistillSection distill;
+  QuantSection quant;
   CheckpointSection checkpoint;
   LoggingSection logging;
   ParallelSection parallel;
@@ -192,6 +229,7 @@ struct JobConfig {
     v.section("eval", eval, "Perplexity evaluation on data.validation");
     v.section("training", training, "Optimizer steps and learning-rate schedule");
     v.section("distill", distill, "Knowledge-distillation loss");
+    v.section("quant", quant, "Quantization-aware training, PTQ and export");
     v.section("checkpoint", checkpoint, "Saving and resuming");
     v.section("logging", logging, "Metrics output");
     v.section("parallel", parallel, "Data parallelism over MPI ranks");

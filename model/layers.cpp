@@ -24,7 +24,8 @@ torch::Tensor LinearImpl::linear(const torch::Tensor& x, const torch::Tensor& w)
 }
 
 void LinearImpl::set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper) {
-  wrapper_ = register_module(name, std::move(wrapper));
+  wrapper_ = named_children().contains(name) ? replace_module(name, std::move(wrapper))
+                                             : register_module(name, std::move(wrapper));
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim) {

@@ -76,7 +76,8 @@ torch::Tensor FakeQuantLinear::quantize_input(const torch::Tensor& x) {
 }
 
 torch::Tensor FakeQuantLinear::forward(model::LinearImpl& linear, const torch::Tensor& x) {
-  auto input = scheme_.input_activations ? quantize_input(x) : x;
+  if (input_hook_) input_hook_(x);
+  auto input = scheme_.input_activations && !bypass_activations_ ? quantize_input(x) : x;
   if (!scheme_.weights) return linear.linear(input, linear.weight);
   const auto& args = *scheme_.weights;
   return linear.linear(input, fake_quantize(linear.weight, weight_qparams(linear.weight), args));

@@ -9,6 +9,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 
 #include "model/layers.h"
@@ -30,6 +31,7 @@ class FakeQuantLinear : public model::LinearWrapper {
   torch::Tensor forward(model::LinearImpl& linear, const torch::Tensor& x) override;
 
   const Scheme& scheme() const { return scheme_; }
+  torch::ScalarType scale_dtype() const { return options_.scale_dtype; }
   bool needs_calibration() const { return scheme_.input_activations && !scheme_.input_activations->dynamic; }
   // Calibration protocol (all ranks, same order): for pass in [0, passes): begin_pass, run
   // batches through the model (observe mode), end_pass; then freeze().
@@ -38,6 +40,11 @@ class FakeQuantLinear : public model::LinearWrapper {
   void end_pass();
   void freeze();
   bool frozen() const { return frozen_host_; }
+  // PTQ hooks: a function that sees every input of this layer (Hessians, activation
+  // statistics), and a switch that lets inputs through unquantized before calibration.
+  void set_input_hook(std::function<void(const torch::Tensor&)> hook) { input_hook_ = std::move(hook); }
+  void set_activation_bypass(bool bypass) { bypass_activations_ = bypass; }
+
   // Re-reads the flags from the buffers after they were loaded from a checkpoint (the
   // forward reads host copies, so that it never waits for the GPU).
   void refresh_from_buffers();
@@ -63,6 +70,8 @@ class FakeQuantLinear : public model::LinearWrapper {
   Observer observer_;
   bool observing_ = false;
   bool fixed_host_ = false, frozen_host_ = false;
+  bool bypass_activations_ = false;
+  std::function<void(const torch::Tensor&)> input_hook_;
 };
 
 }  // namespace qtrain::quant

@@ -25,7 +25,7 @@ namespace {
 constexpr const char* kLatest = "latest";
 constexpr const char* kManifest = "manifest.json";
 const std::vector<std::string> kFiles = {"config.json", "model.safetensors", "optimizer.safetensors",
-                                         "extras.safetensors", "trainer_state.json"};
+                                         "extras.safetensors", "quant.safetensors", "trainer_state.json"};
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
@@ -92,6 +92,7 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
   model::save_safetensors((tmp / "model.safetensors").string(), c.model, {{"format", "pt"}});
   model::save_safetensors((tmp / "optimizer.safetensors").string(), c.optimizer);
   model::save_safetensors((tmp / "extras.safetensors").string(), c.extras);
+  model::save_safetensors((tmp / "quant.safetensors").string(), c.quant);
   write_file_atomic((tmp / "trainer_state.json").string(), c.trainer_state.dump(2) + "\n");
   nlohmann::json manifest = {{"step", step}, {"format", "qtrain-checkpoint-1"}, {"files", nlohmann::json::object()}};
   for (const auto& f : kFiles) {

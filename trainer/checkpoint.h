@@ -7,6 +7,7 @@
 //   model.safetensors      student weights (fp32, HF names) + trainable extras ("distill.*")
 //   optimizer.safetensors  AdamW moments, "exp_avg.<name>" / "exp_avg_sq.<name>"
 //   extras.safetensors     trainable modules that are not the student (distillation projections)
+//   quant.safetensors      fake-quant state: scales, zero points, flags, learned scales
 //   trainer_state.json     step, counters, sampler state, RNG states, the resolved job config
 //   manifest.json          every file's size and XXH3-64 checksum, verified on load
 #pragma once
@@ -25,6 +26,7 @@ struct CheckpointContents {
   model::NamedTensors model;      // written as is (views are fine)
   model::NamedTensors optimizer;
   model::NamedTensors extras;
+  model::NamedTensors quant;
   nlohmann::json trainer_state;
 };
 
@@ -50,7 +52,7 @@ class LoadedCheckpoint {
  public:
   static LoadedCheckpoint open(const std::string& dir);
   const nlohmann::json& trainer_state() const { return trainer_state_; }
-  // Copies every named tensor of `file` ("model", "optimizer" or "extras") into `targets`, which must
+  // Copies every named tensor of `file` ("model", "optimizer", "extras" or "quant") into `targets`, which must
   // match it exactly in names and shapes.
   void restore(const std::string& file, const model::NamedTensors& targets) const;
   const std::string& dir() const { return dir_; }

@@ -16,11 +16,14 @@
 #include "data/tokenizer_match.h"
 #include "eval/perplexity.h"
 #include "model/flops.h"
+#include "quant/export.h"
+#include "quant/load_compressed.h"
 #include "trainer/checkpoint.h"
 #include "trainer/fault_injection.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_logger.h"
 #include "trainer/models.h"
+#include "trainer/quantization.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 #include "trainer/training_state.h"
@@ -37,6 +40,22 @@ NamedTensors named(torch::nn::Module& module, const std::string& prefix = "") {
   for (auto& item : module.named_parameters()) out.emplace_back(prefix + item.key(), item.value());
   return out;
 }
+
+// The student's own weights under their Hugging Face names (not the fake-quant state).
+NamedTensors hf_weights(model::CausalLMImpl& student) {
+  NamedTensors out;
+  for (auto& item : student.named_parameters())
+    if (item.key().find(".quant.") == std::string::npos) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+std::string tokenizer_source(const config::JobConfig& job) {
+  if (!job.data.tokenizer.empty())
+    return std::filesystem::is_directory(job.data.tokenizer) ? job.data.tokenizer
+                                                              : std::filesystem::path(job.data.tokenizer).parent_path().string();
+  return job.model.teacher == "none" ? "" : job.model.teacher;
+}
+
 
 // Seeded normal initialisation, so that a run is reproducible from run.seed alone.
 void init_projections(torch::nn::Module& projections, double std, uint64_t seed) {
@@ -91,6 +110,30 @@ double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
   return r.perplexity;
 }
 
+// The compressed-tensors export of the trained student, and its integer perplexity next to
+// the fake-quant one (docs/quantization.md).
+void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, double fake_quant_ppl,
+                        MetricsLogger* metrics, int64_t step) {
+  const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
+  if (dist::is_main()) {
+    quant::ExportOptions options;
+    options.tokenizer_source = tokenizer_source(job);
+    const auto summary = quant::export_compressed_tensors(student, dir, options);
+    std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
+                (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
+                static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
+  }
+  dist::barrier();
+  if (job.data.validation.empty()) return;
+  const auto device = student.model->embed_tokens->weight.device();
+  auto exported = quant::load_for_eval(dir, {device, resolve_dtype(job.model.dtype, device)});
+  const double ppl = evaluate(*exported, job);
+  if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
+  if (dist::is_main())
+    std::printf("qtrain: perplexity on %s: fake-quant student %.4f, exported integer checkpoint %.4f (%+.3f%%)\n",
+                job.data.validation.c_str(), fake_quant_ppl, ppl, 100.0 * (ppl - fake_quant_ppl) / fake_quant_ppl);
+}
+
 nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
                            int64_t skipped_total) {
   nlohmann::json j = {{"loss", r.total},        {"loss_ce", r.ce},   {"loss_kd", r.kd},
@@ -114,6 +157,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   // Models and the objective.
   auto teacher = load_teacher(job.model, device, compute_dtype);
   auto student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
+  const bool quantized = attach_quantization(job.quant, *student);
   const auto student_width = student->config().hidden_size;
   distill::HiddenProjections projections(distill_options(job.distill), student_width,
                                          teacher ? teacher->config().hidden_size : student_width);
@@ -138,18 +182,23 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   TrainingState state;
   if (const auto from = resume_point(job.checkpoint, checkpoints)) {
     const auto ck = LoadedCheckpoint::open(*from);
-    ck.restore("model", named(*student));
+    ck.restore("model", hf_weights(*student));
     ck.restore("extras", extras);
+    ck.restore("quant", quantization_state(*student));
+    refresh_quantization(*student);
     ck.restore("optimizer", optimizer.state_tensors());
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
     if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
+  } else if (quantized) {
+    initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
   }
   auto save = [&] {
     if (!main_rank) return;
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
                                     {"config_yaml", resolved_config_yaml}};
-    checkpoints.save(state.step, {student->config(), named(*student), optimizer.state_tensors(), extras, trainer_state});
+    checkpoints.save(state.step, {student->config(), hf_weights(*student), optimizer.state_tensors(), extras,
+                                  quantization_state(*student), trainer_state});
   };
 
   // Data.
@@ -248,6 +297,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
     if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
                                job.data.validation.c_str());
+    if (quantized && job.quant.export_at_end) export_and_compare(job, *student, ppl, metrics.get(), state.step);
+  } else if (quantized && job.quant.export_at_end) {
+    export_and_compare(job, *student, 0.0, metrics.get(), state.step);
   }
   return 0;
 }

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 CheckpointContents contents(const torch::Tensor& w) {
   auto config = model::ModelConfig::from_file(testing::fixture("qwen2_bias/config.json").string());
-  return {config, {{"w", w}}, {{"exp_avg.w", w * 2}}, {}, {{"state", {{"step", 1}}}}};
+  return {config, {{"w", w}}, {{"exp_avg.w", w * 2}}, {}, {}, {{"state", {{"step", 1}}}}};
 }
 
 TEST(Checkpoint, SaveRestoreRotateAndLatest) {

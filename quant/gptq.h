@@ -1,0 +1,38 @@
+// GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative
+// Pre-trained Transformers", ICLR 2023; the reference algorithm of IST-DASLab/gptq and
+// llm-compressor's GPTQModifier): each weight column is rounded in turn and its rounding
+// error is spread over the not-yet-rounded columns through the inverse Hessian of the
+// layer's inputs, H = 2/n X^T X, dampened by a fraction of its mean diagonal. Columns are
+// processed in blocks (lazy batch updates) and, with act_order, by decreasing Hessian
+// diagonal; group scales are then fixed from the original weights ("static groups", as
+// llm-compressor's actorder=weight), otherwise taken when a group starts.
+#pragma once
+#include <functional>
+
+#include "model/causal_lm.h"
+#include "quant/quant_args.h"
+#include "quant/quant_math.h"
+
+namespace qtrain::quant {
+
+struct GptqOptions {
+  double dampening = 0.01;
+  int64_t block_size = 128;
+  bool act_order = true;
+};
+
+struct GptqResult {
+  torch::Tensor weight;  // dequantized, in the original column order, [out, in]
+  QParams qparams;       // as unit_view(weight) expects them
+};
+
+// One linear: weight [out, in], hessian [in, in] (fp32, 2/n X^T X).
+GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian, const QuantArgs& args,
+                         const GptqOptions& options, torch::ScalarType scale_dtype);
+
+// The whole model, decoder layer by decoder layer: Hessians of a layer's quantized linears
+// are collected (summed over ranks) from the calibration batches with the earlier layers
+// already quantized, then each weight is replaced by its GPTQ result and its scales fixed.
+void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches);
+
+}  // namespace qtrain::quant

@@ -1,0 +1,28 @@
+// Post-training quantization methods, run on a model whose linears carry fake quantization:
+// they fix weight quantization parameters (and change weights or norms where the method
+// does) from calibration activations. Used as the baseline (`qtrain quantize`) and as the
+// initialisation of QAT. `run_batches` pushes the calibration data through the model.
+//   rtn          round-to-nearest with min-max scales: nothing to do
+//   gptq         GPTQ (Frantar et al. 2023), layer by layer (quant/gptq.h)
+//   awq          activation-aware scaling (Lin et al. 2024) (quant/awq.h)
+//   smoothquant  SmoothQuant alpha migration for W8A8 (Xiao et al. 2023) (quant/smoothquant.h)
+#pragma once
+#include <functional>
+#include <string>
+
+#include "model/causal_lm.h"
+
+namespace qtrain::quant {
+
+struct PtqOptions {
+  std::string method = "rtn";
+  double gptq_dampening = 0.01;
+  int64_t gptq_block_size = 128;
+  bool gptq_act_order = true;
+  double smoothquant_alpha = 0.5;
+  int64_t awq_grid = 20;
+};
+
+void run_ptq(model::CausalLMImpl& model, const PtqOptions& options, const std::function<void()>& run_batches);
+
+}  // namespace qtrain::quant

@@ -1,0 +1,13 @@
+// SmoothQuant (Xiao et al., ICML 2023): per input channel j of each smoothing pair,
+// s_j = max|X_j|^alpha / max|W_j|^(1 - alpha) (W: the consumers' weights stacked), which
+// moves activation outliers into the weights before W8A8 quantization.
+#pragma once
+#include <functional>
+
+#include "model/causal_lm.h"
+
+namespace qtrain::quant {
+
+void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches);
+
+}  // namespace qtrain::quant

@@ -1,0 +1,76 @@
+// PTQ methods by their defining properties: GPTQ equals round-to-nearest when the inputs are
+// uncorrelated (diagonal Hessian) and beats it on correlated inputs; its output lies on the
+// grid of the scales it reports; SmoothQuant/AWQ scaling leaves the float model unchanged and
+// AWQ never does worse than plain rounding (its grid includes s = 1).
+#include <gtest/gtest.h>
+
+#include "model/hf_checkpoint.h"
+#include "quant/gptq.h"
+#include "quant/quantized_model.h"
+#include "quant/smoothing.h"
+#include "tests/test_util.h"
+
+namespace qtrain::quant {
+namespace {
+
+double output_error(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& q) {
+  return (x.matmul(w.t()) - x.matmul(q.t())).pow(2).sum().item<double>();
+}
+
+torch::Tensor rtn(const torch::Tensor& w, const QuantArgs& args) {
+  auto qp = compute_qparams(w, args, torch::kFloat32);
+  return dequantize(quantize(unit_view(w, args), qp, args), qp).reshape(w.sizes());
+}
+
+TEST(Gptq, EqualsRoundToNearestForADiagonalHessian) {
+  torch::manual_seed(0);
+  auto w = torch::randn({16, 64});
+  auto args = preset_scheme("w4a16-g16").weights.value();
+  auto h = torch::diag(torch::rand({64}) + 0.5);
+  for (bool act_order : {false, true}) {
+    auto r = gptq_quantize(w, h, args, {0.01, 32, act_order}, torch::kFloat32);
+    EXPECT_TRUE(torch::allclose(r.weight, rtn(w, args), 0, 1e-6)) << "act_order " << act_order;
+  }
+}
+
+TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputsAndStaysOnItsGrid) {
+  torch::manual_seed(1);
+  auto w = torch::randn({32, 128});
+  // Inputs with strongly correlated channels: x = z A, A mixing 16 latent factors.
+  auto x = torch::randn({2048, 16}).matmul(torch::randn({16, 128})) + 0.05 * torch::randn({2048, 128});
+  auto h = 2.0 * x.t().matmul(x) / x.size(0);
+  for (const auto* scheme : {"w4a16-g32", "w8a16", "w4a16-g32-asym"}) {
+    auto args = preset_scheme(scheme).weights.value();
+    for (bool act_order : {false, true}) {
+      auto r = gptq_quantize(w, h, args, {0.01, 64, act_order}, torch::kFloat32);
+      const double gptq = output_error(x, w, r.weight), plain = output_error(x, w, rtn(w, args));
+      EXPECT_LT(gptq, 0.7 * plain) << scheme << " act_order " << act_order;
+      // The result is exactly representable with the reported scales and zero points.
+      auto q = quantize(unit_view(r.weight, args), r.qparams, args);
+      EXPECT_TRUE(torch::allclose(dequantize(q, r.qparams).reshape(w.sizes()), r.weight, 0, 1e-5)) << scheme;
+    }
+  }
+}
+
+TEST(Smoothing, FoldingScalesKeepsTheFloatModel) {
+  const auto dir = testing::fixture("qwen2_bias").string();
+  auto plain = model::load_causal_lm(dir);
+  auto wrapped = model::load_causal_lm(dir);
+  attach_fake_quant(*wrapped, assign_schemes(*wrapped, parse_rules({"re:.*=w8a16"})), FakeQuantOptions{});
+  auto pairs = smoothing_pairs(*wrapped);
+  ASSERT_EQ(pairs.size(), 6u);  // 2 layers x (input norm, post-attention norm, up_proj)
+  torch::manual_seed(2);
+  for (auto& pair : pairs) apply_smoothing(pair, torch::rand({pair.consumers.front()->weight.size(1)}) + 0.5);
+  // The smoothed float weights, put into a plain model, compute the same function.
+  auto smoothed = model::load_causal_lm(dir);
+  torch::NoGradGuard no_grad;
+  auto source = wrapped->named_parameters();
+  for (auto& item : smoothed->named_parameters()) item.value().copy_(source[item.key()]);
+  const auto ids = torch::randint(0, 256, {1, 16});
+  EXPECT_FALSE(smoothed->model->layers[0]->as<model::DecoderLayerImpl>()->input_layernorm->weight.equal(
+      plain->model->layers[0]->as<model::DecoderLayerImpl>()->input_layernorm->weight));
+  EXPECT_TRUE(torch::allclose(smoothed->forward(ids), plain->forward(ids), 1e-4, 1e-4));
+}
+
+}  // namespace
+}  // namespace qtrain::quant

@@ -1,0 +1,91 @@
+// qtrain quantize / qtrain export.
+#include "trainer/jobs.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "common/compat.h"
+#include "common/device.h"
+#include "common/dist.h"
+#include "common/error.h"
+#include "config/load.h"
+#include "data/token_file.h"
+#include "eval/perplexity.h"
+#include "model/hf_checkpoint.h"
+#include "quant/export.h"
+#include "quant/load_compressed.h"
+#include "quant/ptq.h"
+#include "quant/quantized_model.h"
+#include "trainer/checkpoint.h"
+#include "trainer/quantization.h"
+
+namespace qtrain::trainer {
+
+namespace fs = std::filesystem;
+
+int run_quantize(const QuantizeJob& job) {
+  const auto device = resolve_device(job.device);
+  const auto dtype = resolve_dtype(job.dtype, device);
+  auto model = model::load_causal_lm(job.model, {device, torch::kFloat32});
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  const auto rules = job.rules.empty() ? std::vector<std::string>{"lm_head=none", "re:.*=" + job.scheme} : job.rules;
+  quant::FakeQuantOptions fq;
+  fq.observer.kind = job.observer;
+  quant::attach_fake_quant(*model, quant::assign_schemes(*model, quant::parse_rules(rules, "--scheme")), fq);
+  const auto sequences = calibration_sequences(job.calibration, job.seq_len, job.calibration_sequences).to(device);
+  auto run_batches = [&] {
+    compat::AutocastGuard autocast(device, dtype);
+    for (int64_t i = 0; i < sequences.size(0); i += job.batch_size)
+      model->forward(sequences.narrow(0, i, std::min(job.batch_size, sequences.size(0) - i)));
+  };
+  quant::run_ptq(*model, {job.method, job.gptq_dampening, job.gptq_block_size, job.gptq_act_order,
+                          job.smoothquant_alpha, job.awq_grid},
+                 run_batches);
+  quant::calibrate_activations(*model, run_batches);
+  if (dist::is_main()) {
+    const auto s = quant::export_compressed_tensors(*model, job.output, {torch::kBFloat16, job.model});
+    std::printf("qtrain quantize: %s with %s (%s): %lld linears, %.3f bits per quantized weight, %.1f MB -> %s\n",
+                job.model.c_str(), job.rules.empty() ? job.scheme.c_str() : "rules", job.method.c_str(),
+                (long long)s.quantized_linears, s.bits_per_quantized_weight(), static_cast<double>(s.total_bytes) / 1e6,
+                job.output.c_str());
+  }
+  dist::barrier();
+  if (!job.eval_data.empty()) {
+    auto exported = quant::load_for_eval(job.output, {device, dtype});
+    auto tokens = data::TokenFile::open(job.eval_data);
+    eval::PerplexityOptions o;
+    o.seq_len = job.eval_seq_len;
+    o.show_progress = false;
+    const auto r = eval::evaluate_perplexity(*exported, tokens, o);
+    if (dist::is_main()) std::printf("qtrain quantize: perplexity %.4f on %s\n", r.perplexity, job.eval_data.c_str());
+  }
+  return 0;
+}
+
+int run_export(const ExportJob& job) {
+  const auto ck = LoadedCheckpoint::open(job.checkpoint);
+  const auto& state = ck.trainer_state();
+  if (!state.contains("config_yaml")) throw Error("checkpoint has no job config").file(job.checkpoint).key("config_yaml");
+  const auto loaded = config::load_config_text(state["config_yaml"].get<std::string>(),
+                                               (fs::path(job.checkpoint) / "trainer_state.json").string());
+  model::CausalLM student(model::ModelConfig::from_file((fs::path(job.checkpoint) / "config.json").string()));
+  if (!attach_quantization(loaded.job.quant, *student))
+    throw Error("the run had no quantization (quant.rules is empty): nothing to export in compressed-tensors form")
+        .file(job.checkpoint)
+        .key("quant.rules");
+  model::NamedTensors weights;
+  for (auto& item : student->named_parameters())
+    if (item.key().find(".quant.") == std::string::npos) weights.emplace_back(item.key(), item.value());
+  ck.restore("model", weights);
+  ck.restore("quant", quantization_state(*student));
+  refresh_quantization(*student);
+  std::string tokenizer = job.tokenizer;
+  if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
+  const auto s = quant::export_compressed_tensors(*student, job.output, {torch::kBFloat16, tokenizer});
+  std::printf("qtrain export: %s -> %s (%lld quantized linears, %.3f bits per quantized weight)\n", job.checkpoint.c_str(),
+              job.output.c_str(), (long long)s.quantized_linears, s.bits_per_quantized_weight());
+  return 0;
+}
+
+}  // namespace qtrain::trainer

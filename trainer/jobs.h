@@ -1,0 +1,34 @@
+// The one-shot jobs of qtrain besides training:
+//   qtrain quantize  PTQ from a Hugging Face folder straight to an exported folder (as
+//                    llm-compressor's oneshot), the baseline that QAT is compared with;
+//   qtrain export    the compressed-tensors export of any training checkpoint.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace qtrain::trainer {
+
+struct QuantizeJob {
+  std::string model, calibration, output;
+  std::string scheme = "w4a16-g128";
+  std::vector<std::string> rules;  // overrides scheme: full quant.rules
+  std::string method = "rtn";
+  std::string observer = "minmax";
+  int64_t seq_len = 512, calibration_sequences = 64, batch_size = 4;
+  std::string device = "auto", dtype = "auto";
+  double gptq_dampening = 0.01;
+  int64_t gptq_block_size = 128;
+  bool gptq_act_order = true;
+  double smoothquant_alpha = 0.5;
+  int64_t awq_grid = 20;
+  std::string eval_data;  // optional: print the perplexity of the result on this token file
+  int64_t eval_seq_len = 512;
+};
+int run_quantize(const QuantizeJob& job);
+
+struct ExportJob {
+  std::string checkpoint, output, tokenizer;
+};
+int run_export(const ExportJob& job);
+
+}  // namespace qtrain::trainer

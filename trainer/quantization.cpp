@@ -1,0 +1,77 @@
+// Attaching, initialising and checkpointing the student's quantization.
+#include "trainer/quantization.h"
+
+#include "common/compat.h"
+#include "common/dist.h"
+#include "common/error.h"
+#include "data/token_file.h"
+#include "quant/ptq.h"
+#include "quant/quantized_model.h"
+
+namespace qtrain::trainer {
+
+namespace {
+
+quant::FakeQuantOptions fake_quant_options(const config::QuantSection& q) {
+  quant::FakeQuantOptions o;
+  o.observer = {q.observer, q.ema_decay, q.percentile};
+  o.learnable_scales = q.learnable_scales;
+  o.scale_dtype = q.scale_dtype == "fp32" ? torch::kFloat32 : q.scale_dtype == "fp16" ? torch::kFloat16 : torch::kBFloat16;
+  return o;
+}
+
+}  // namespace
+
+bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student) {
+  if (quant.rules.empty()) return false;
+  const auto assignment = quant::assign_schemes(student, quant::parse_rules(quant.rules));
+  if (assignment.empty())
+    throw Error("no linear layer matches quant.rules").key("quant.rules").expected("patterns that match module names such as model.layers.0.mlp.down_proj");
+  quant::attach_fake_quant(student, assignment, fake_quant_options(quant));
+  return true;
+}
+
+torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count) {
+  auto tokens = data::TokenFile::open(path);
+  count = std::min(count, tokens.size() / seq_len);
+  std::vector<torch::Tensor> rows;
+  for (int64_t i = dist::rank(); i < count; i += dist::world_size()) rows.push_back(tokens.read(i * seq_len, seq_len));
+  if (rows.empty()) return torch::empty({0, seq_len}, torch::kInt64);
+  return torch::stack(rows);
+}
+
+void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
+                             torch::ScalarType compute_dtype) {
+  const auto device = student.model->embed_tokens->weight.device();
+  const auto sequences = calibration_sequences(job.data.train, job.data.seq_len, job.quant.calibration_sequences).to(device);
+  const int64_t batch = job.data.micro_batch_size;
+  auto run_batches = [&] {
+    compat::AutocastGuard autocast(device, compute_dtype);
+    for (int64_t i = 0; i < sequences.size(0); i += batch)
+      student.forward(sequences.narrow(0, i, std::min(batch, sequences.size(0) - i)));
+  };
+  quant::PtqOptions ptq;
+  ptq.method = job.quant.method;
+  ptq.gptq_dampening = job.quant.gptq_dampening;
+  ptq.gptq_block_size = job.quant.gptq_block_size;
+  ptq.gptq_act_order = job.quant.gptq_act_order;
+  ptq.smoothquant_alpha = job.quant.smoothquant_alpha;
+  ptq.awq_grid = job.quant.awq_grid;
+  quant::run_ptq(student, ptq, run_batches);
+  quant::calibrate_activations(student, run_batches);
+}
+
+model::NamedTensors quantization_state(model::CausalLMImpl& student) {
+  model::NamedTensors out;
+  for (auto& item : student.named_parameters())
+    if (item.key().find(".quant.") != std::string::npos) out.emplace_back(item.key(), item.value());
+  for (auto& item : student.named_buffers())
+    if (item.key().find(".quant.") != std::string::npos) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void refresh_quantization(model::CausalLMImpl& student) {
+  for (auto& [name, layer] : quant::fake_quant_layers(student)) layer->refresh_from_buffers();
+}
+
+}  // namespace qtrain::trainer

@@ -1,0 +1,30 @@
+// The job's quantization on the student (config section `quant`, docs/quantization.md):
+// fake-quant wrappers from the rules, then on a fresh start the PTQ initialisation and the
+// calibration of static activation scales on the first calibration_sequences of the
+// training data, spread over the ranks.
+#pragma once
+#include <torch/torch.h>
+
+#include "config/job_config.h"
+#include "model/causal_lm.h"
+#include "model/safetensors.h"
+
+namespace qtrain::trainer {
+
+// Wraps the student's linears per quant.rules; false when there are no rules.
+bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student);
+
+// PTQ (quant.method) and activation calibration; `compute_dtype` as in training.
+void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
+                             torch::ScalarType compute_dtype);
+
+// The fake-quant state (scales, zero points, flags, learned scales) by name, for checkpoints;
+// after restoring it, call refresh_quantization.
+model::NamedTensors quantization_state(model::CausalLMImpl& student);
+void refresh_quantization(model::CausalLMImpl& student);
+
+// The first `count` sequences of `seq_len` tokens of a token file, this rank's share
+// (rank-strided), as [n, seq_len] int64.
+torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count);
+
+}  // namespace qtrain::trainer
