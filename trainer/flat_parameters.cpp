@@ -15,7 +15,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 }  // namespace
 
-bool is_decayed(const std::string& name) { return !ends_with(name, "norm.weight") && !ends_with(name, "bias"); }
+bool is_decayed(const std::string& name) {
+  return !ends_with(name, "norm.weight") && !ends_with(name, "bias") && name.find(".quant.") == std::string::npos;
+}
 
 FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,
                                int64_t bucket_bytes) {

@@ -45,7 +45,8 @@ class FlatParameters {
   torch::Tensor values_, grads_;
 };
 
-// Norms (names ending in "norm.weight") and biases get no weight decay.
+// Norms (names ending in "norm.weight"), biases and learned quantization scales get no
+// weight decay.
 bool is_decayed(const std::string& name);
 
 }  // namespace qtrain::trainer
