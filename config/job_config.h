@@ -149,6 +149,7 @@ struct QuantSection {
   bool gptq_act_order = true;
   double smoothquant_alpha = 0.5;
   std::int64_t awq_grid = 20;
+  std::string kv_cache = "none";
 
   template <class V>
   void visit(V& v) {
@@ -166,6 +167,7 @@ struct QuantSection {
     v.field("gptq_act_order", gptq_act_order, "GPTQ: quantize columns in order of decreasing Hessian diagonal");
     v.field("smoothquant_alpha", smoothquant_alpha, "SmoothQuant: migration strength from activations to weights", Range{0, 1});
     v.field("awq_grid", awq_grid, "AWQ: points of the grid search over the scaling exponent", at_least(1));
+    v.field("kv_cache", kv_cache, "KV-cache quantization: int8 (keys per channel, values per token; simulated only, engines do not load it) or fp8 (per-tensor, exported as k_scale/v_scale)", Choices{"none", "int8", "fp8"});
   }
 };
 

@@ -69,6 +69,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = v_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
+  if (kv_hook_) std::tie(k, v) = kv_hook_->forward(k, v);
   const auto groups = q.size(1) / k.size(1);  // from the tensors: pruning may remove heads
   if (groups > 1) {  // grouped-query attention: each kv head serves `groups` query heads
     k = k.unsqueeze(2).expand({batch, k.size(1), groups, seq, head_dim}).reshape({batch, -1, seq, head_dim});
@@ -76,6 +77,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   }
   auto out = compat::causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim)));
   return o_proj(out.transpose(1, 2).reshape({batch, seq, -1}));
+}
+
+void AttentionImpl::set_kv_cache_hook(std::shared_ptr<KvCacheHook> hook) {
+  kv_hook_ = named_children().contains("kv_cache") ? replace_module("kv_cache", std::move(hook))
+                                                   : register_module("kv_cache", std::move(hook));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {

@@ -65,13 +65,27 @@ class MLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
+// Something that transforms the keys and values that attention caches (KV-cache
+// quantization), after the rotary embedding, before the product. Registered as a submodule
+// ("kv_cache") so that its state is part of the model's; the model does not know what it does.
+class KvCacheHook : public torch::nn::Module {
+ public:
+  // k, v: [batch, kv_heads, seq, head_dim] -> the same shapes.
+  virtual std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& k, const torch::Tensor& v) = 0;
+};
+
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
   // x: [batch, seq, hidden]; cos/sin: [seq, head_dim]. Causal, no padding.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  void set_kv_cache_hook(std::shared_ptr<KvCacheHook> hook);
+  const std::shared_ptr<KvCacheHook>& kv_cache_hook() const { return kv_hook_; }
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t num_heads, num_kv_heads, head_dim;
+
+ private:
+  std::shared_ptr<KvCacheHook> kv_hook_;
 };
 TORCH_MODULE(Attention);
 

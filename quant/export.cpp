@@ -11,6 +11,7 @@
 #include "model/hf_checkpoint.h"
 #include "quant/compressed_tensors.h"
 #include "quant/fp8.h"
+#include "quant/kv_cache_quant.h"
 #include "quant/pack_quantized.h"
 #include "quant/quant_math.h"
 #include "quant/quantized_model.h"
@@ -82,6 +83,15 @@ void copy_tokenizer_files(const std::string& source, const std::string& out_dir)
   }
 }
 
+// FP8 KV cache: per-tensor static scales, the scheme vLLM reads; nothing for int8 or none.
+json kv_cache_scheme(model::CausalLMImpl& model) {
+  const auto kv = kv_cache_quantizers(model);
+  if (kv.empty() || kv.front()->kind() != "fp8") return nullptr;
+  QuantArgs a;
+  a.type = "float";
+  return args_json(a);
+}
+
 }  // namespace
 
 json quantization_config(model::CausalLMImpl& model) {
@@ -114,7 +124,7 @@ json quantization_config(model::CausalLMImpl& model) {
           {"format", formats.size() == 1 ? *formats.begin() : std::string(ct::kMixedPrecision)},
           {"config_groups", groups},
           {"ignore", ignore},
-          {"kv_cache_scheme", nullptr},
+          {"kv_cache_scheme", kv_cache_scheme(model)},
           {"quantization_status", "compressed"},
           {"global_compression_ratio", nullptr},
           {"sparsity_config", json::object()},
@@ -140,6 +150,13 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
     ++summary.quantized_linears;
     done.insert(name + ".weight");
     done.insert(name + ".bias");
+  }
+  int64_t layer_index = 0;
+  for (auto* kv : kv_cache_quantizers(model)) {
+    const auto prefix = "model.layers." + std::to_string(layer_index++) + ".self_attn.";
+    if (kv->kind() != "fp8") continue;
+    tensors.emplace_back(prefix + ct::kKeyScale, kv->key_scale.detach().reshape({1}).to(torch::kFloat32));
+    tensors.emplace_back(prefix + ct::kValueScale, kv->value_scale.detach().reshape({1}).to(torch::kFloat32));
   }
   for (const auto& [name, tensor] : model::hf_state(model)) {
     if (done.count(name) || name.find(".quant.") != std::string::npos) continue;

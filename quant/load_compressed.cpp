@@ -10,6 +10,7 @@
 #include "quant/compressed_tensors.h"
 #include "quant/fp8.h"
 #include "quant/int_linear.h"
+#include "quant/kv_cache_quant.h"
 #include "quant/pack_quantized.h"
 #include "quant/quantized_model.h"
 
@@ -111,6 +112,18 @@ model::CausalLM load_for_eval(const std::string& dir, const model::LoadOptions& 
     }
   }
   torch::NoGradGuard no_grad;
+  if (qc.contains("kv_cache_scheme") && qc["kv_cache_scheme"].is_object()) {
+    if (qc["kv_cache_scheme"].value("type", std::string()) != "float")
+      throw Error("only FP8 KV-cache scales are read").file(config_path).key("quantization_config.kv_cache_scheme").expected("type float");
+    attach_kv_cache_quant(*model, "fp8");
+    int64_t layer = 0;
+    for (auto* kv : kv_cache_quantizers(*model)) {
+      const auto prefix = "model.layers." + std::to_string(layer++) + ".self_attn.";
+      kv->key_scale.copy_(ck.tensor(prefix + ct::kKeyScale).reshape({1}));
+      kv->value_scale.copy_(ck.tensor(prefix + ct::kValueScale).reshape({1}));
+      kv->frozen.fill_(true);
+    }
+  }
   for (auto& item : model->named_parameters()) {
     if (claimed.count(item.key())) {
       item.value().set_data(torch::empty({0}));  // the integers live in the IntLinear

@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "common/error.h"
+#include "quant/kv_cache_quant.h"
 
 namespace qtrain::quant {
 
@@ -101,10 +102,13 @@ std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& m
 
 void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches) {
   auto layers = fake_quant_layers(model);
-  int passes = 0;
+  auto kv = kv_cache_quantizers(model);
+  int passes = kv.empty() ? 0 : 1;
   for (auto& [name, layer] : layers)
     if (layer->needs_calibration()) passes = std::max(passes, layer->calibration_passes());
   for (int pass = 0; pass < passes; ++pass) {
+    if (pass == 0)
+      for (auto* q : kv) q->begin_observing();
     for (auto& [name, layer] : layers)
       if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->begin_pass(pass);
     {
@@ -113,6 +117,8 @@ void calibrate_activations(model::CausalLMImpl& model, const std::function<void(
     }
     for (auto& [name, layer] : layers)  // std::map: the same order on every rank
       if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->end_pass();
+    if (pass == 0)
+      for (auto* q : kv) q->freeze();  // layer order: the same on every rank
   }
   for (auto& [name, layer] : layers) layer->freeze();
 }

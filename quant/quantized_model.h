@@ -36,7 +36,8 @@ void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, S
 // The fake-quantized linears of a model, by module name.
 std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model);
 
-// Calibrates every static activation scale: for each observer pass, `run_batches()` must
+// Calibrates every static activation scale (and the KV-cache scales of kv_cache_quant.h):
+// for each observer pass, `run_batches()` must
 // push the calibration data through the model (no grad); statistics are reduced over all
 // ranks, then the scales are frozen. A no-op when no layer has static activations.
 void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches);

@@ -5,6 +5,7 @@
 #include "common/dist.h"
 #include "common/error.h"
 #include "data/token_file.h"
+#include "quant/kv_cache_quant.h"
 #include "quant/ptq.h"
 #include "quant/quantized_model.h"
 
@@ -23,7 +24,8 @@ quant::FakeQuantOptions fake_quant_options(const config::QuantSection& q) {
 }  // namespace
 
 bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student) {
-  if (quant.rules.empty()) return false;
+  quant::attach_kv_cache_quant(student, quant.kv_cache);
+  if (quant.rules.empty()) return quant.kv_cache != "none";
   const auto assignment = quant::assign_schemes(student, quant::parse_rules(quant.rules));
   if (assignment.empty())
     throw Error("no linear layer matches quant.rules").key("quant.rules").expected("patterns that match module names such as model.layers.0.mlp.down_proj");
@@ -66,7 +68,8 @@ model::NamedTensors quantization_state(model::CausalLMImpl& student) {
   for (auto& item : student.named_parameters())
     if (item.key().find(".quant.") != std::string::npos) out.emplace_back(item.key(), item.value());
   for (auto& item : student.named_buffers())
-    if (item.key().find(".quant.") != std::string::npos) out.emplace_back(item.key(), item.value());
+    if (item.key().find(".quant.") != std::string::npos || item.key().find(".kv_cache.") != std::string::npos)
+      out.emplace_back(item.key(), item.value());
   return out;
 }
 

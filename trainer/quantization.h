@@ -11,7 +11,8 @@
 
 namespace qtrain::trainer {
 
-// Wraps the student's linears per quant.rules; false when there are no rules.
+// Wraps the student's linears per quant.rules and its attention per quant.kv_cache; false
+// when neither asks for anything.
 bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student);
 
 // PTQ (quant.method) and activation calibration; `compute_dtype` as in training.

@@ -13,6 +13,7 @@
 #include "eval/perplexity.h"
 #include "model/hf_checkpoint.h"
 #include "quant/export.h"
+#include "quant/kv_cache_quant.h"
 #include "quant/load_compressed.h"
 #include "quant/quantized_model.h"
 #include "tests/test_util.h"
@@ -145,6 +146,43 @@ TEST(Export, ObserversGiveNestedRanges) {
     EXPECT_GT(scale, 0) << kind;
     EXPECT_TRUE(std::isfinite(perplexity(*m).perplexity)) << kind;
   }
+}
+
+TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
+  auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
+  attach_fake_quant(*m, assign_schemes(*m, parse_rules({"re:.*=w8a16"})), FakeQuantOptions{});
+  attach_kv_cache_quant(*m, "fp8");
+  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
+  calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
+  const auto kv = kv_cache_quantizers(*m);
+  ASSERT_EQ(kv.size(), 2u);
+  EXPECT_TRUE(kv[0]->frozen.item<bool>());
+  const auto dir = testing::scratch_dir() / "kv";
+  export_compressed_tensors(*m, dir.string(), {torch::kBFloat16, ""});
+  const auto ck = model::HFCheckpoint::open(dir.string());
+  EXPECT_EQ(ck.tensor("model.layers.1.self_attn.k_scale").sizes(), (std::vector<int64_t>{1}));
+  EXPECT_FLOAT_EQ(ck.tensor("model.layers.1.self_attn.v_scale").item<float>(), kv[1]->value_scale.item<float>());
+  std::ifstream in(dir / "config.json");
+  const auto qc = nlohmann::json::parse(in)["quantization_config"];
+  EXPECT_EQ(qc["kv_cache_scheme"]["type"], "float");
+  EXPECT_EQ(qc["kv_cache_scheme"]["strategy"], "tensor");
+  auto integer = load_for_eval(dir.string());
+  EXPECT_EQ(kv_cache_quantizers(*integer).size(), 2u);
+  const auto pa = perplexity(*m).perplexity, pb = perplexity(*integer).perplexity;
+  EXPECT_NEAR(pb, pa, 0.005 * pa);
+}
+
+TEST(Export, Int8KvCacheQuantizesKeysPerChannelAndValuesPerToken) {
+  auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
+  attach_kv_cache_quant(*m, "int8");
+  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
+  const auto base = perplexity(*m).perplexity;
+  calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
+  const auto kv = kv_cache_quantizers(*m);
+  EXPECT_EQ(kv[0]->key_scale.sizes(), (std::vector<int64_t>{2, 16}));  // kv heads x head_dim
+  const auto quantized = perplexity(*m).perplexity;
+  EXPECT_NE(quantized, base);
+  EXPECT_NEAR(quantized, base, 0.02 * base);  // int8 KV costs little
 }
 
 TEST(Export, FusedLayersMustShareAScheme) {

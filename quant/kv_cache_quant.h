@@ -1,0 +1,43 @@
+// Fake quantization of the KV cache (what attention caches at inference), after the rotary
+// embedding:
+//   int8  keys per channel (one static scale per kv head and head_dim channel, calibrated),
+//         values per token (dynamic, per kv head and position), as KIVI (Liu et al. 2024)
+//         argues for keys' channel outliers and values' per-token structure;
+//   fp8   E4M3 keys and values with one static per-tensor scale each: absmax / 448, the
+//         k_scale / v_scale that vLLM reads from compressed-tensors checkpoints.
+// Only the FP8 cache is exported (vLLM has no int8 KV cache with checkpoint scales); the
+// int8 cache is simulated in training and evaluation.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "model/causal_lm.h"
+#include "model/layers.h"
+#include "quant/observer.h"
+
+namespace qtrain::quant {
+
+class KvCacheQuant : public model::KvCacheHook {
+ public:
+  KvCacheQuant(std::string kind, int64_t kv_heads, int64_t head_dim);
+  std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& k, const torch::Tensor& v) override;
+  const std::string& kind() const { return kind_; }
+  // Calibration: observe, then freeze the static scales (max over ranks).
+  void begin_observing();
+  void freeze();
+  torch::Tensor key_scale, value_scale;  // int8: [kv_heads, head_dim] keys, unused values; fp8: [1] each
+  torch::Tensor frozen;
+
+ private:
+  std::string kind_;
+  bool observing_ = false;
+  torch::Tensor key_absmax_, value_absmax_;
+};
+
+// Puts a KvCacheQuant ("int8" or "fp8") on every attention layer; "none" does nothing.
+void attach_kv_cache_quant(model::CausalLMImpl& model, const std::string& kind);
+// The attached hooks, by layer index.
+std::vector<KvCacheQuant*> kv_cache_quantizers(model::CausalLMImpl& model);
+
+}  // namespace qtrain::quant
