@@ -114,10 +114,10 @@ TEST(ConfigErrors, UnknownKeySuggestsTheClosestKeyAtItsLevel) {
   EXPECT_EQ(e.key_name(), "data.seq_lenn");
   EXPECT_EQ(e.line_number(), 5);
   EXPECT_EQ(e.reason(), "unknown key; did you mean 'seq_len'?");
-  EXPECT_EQ(e.expected_value(), "one of train, validation, seq_len, micro_batch_size, global_batch_size");
+  EXPECT_EQ(e.expected_value(), "one of train, validation, tokenizer, seq_len, micro_batch_size, global_batch_size");
   EXPECT_STREQ(e.what(),
                "job.yaml:5: key 'data.seq_lenn': unknown key; did you mean 'seq_len'? "
-               "(expected: one of train, validation, seq_len, micro_batch_size, global_batch_size)");
+               "(expected: one of train, validation, tokenizer, seq_len, micro_batch_size, global_batch_size)");
 }
 
 TEST(ConfigErrors, UnknownSectionAndUnrelatedKey) {
@@ -125,7 +125,7 @@ TEST(ConfigErrors, UnknownSectionAndUnrelatedKey) {
   EXPECT_EQ(section.key_name(), "trainng");
   EXPECT_EQ(section.line_number(), 5);
   EXPECT_EQ(section.reason(), "unknown key; did you mean 'training'?");
-  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, checkpoint, logging, parallel");
+  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, quant, checkpoint, logging, parallel");
 
   Error unrelated = yaml_error(std::string(kRequired) + "training:\n  quantize_everything: true\n");
   EXPECT_EQ(unrelated.key_name(), "training.quantize_everything");

@@ -26,7 +26,7 @@ TEST(QtrainCli, BadConfigExitsWithStatus2AndOneLine) {
   EXPECT_EQ(run.status, 2);
   EXPECT_EQ(run.err, "qtrain: error: " + path.string() +
                          ":5: key 'data.seq_lenn': unknown key; did you mean 'seq_len'? (expected: one of train, "
-                         "validation, seq_len, micro_batch_size, global_batch_size)\n");
+                         "validation, tokenizer, seq_len, micro_batch_size, global_batch_size)\n");
   EXPECT_EQ(run.out, "");
 }
 
