@@ -171,6 +171,37 @@ struct QuantSection {
   }
 };
 
+// Structured pruning with distillation recovery (docs/pruning.md): whole KV groups and MLP
+// channels, uniform per layer, removed for real at export. Both sparsities 0: no pruning.
+struct PruneSection {
+  double mlp_sparsity = 0.0;
+  double heads_sparsity = 0.0;
+  std::string importance = "activation";
+  std::string schedule = "oneshot";
+  std::int64_t start_step = 0;
+  std::int64_t end_step = 0;
+  std::int64_t every_steps = 10;
+  std::int64_t multiple = 64;
+  std::int64_t calibration_sequences = 16;
+  bool export_at_end = true;
+
+  bool enabled() const { return mlp_sparsity > 0 || heads_sparsity > 0; }
+
+  template <class V>
+  void visit(V& v) {
+    v.field("mlp_sparsity", mlp_sparsity, "Target fraction of MLP intermediate channels removed in every layer (kept count rounded to `multiple`)", Range{0, 1});
+    v.field("heads_sparsity", heads_sparsity, "Target fraction of KV groups (a kv head and its query heads) removed in every layer", Range{0, 1});
+    v.field("importance", importance, "How channels and heads are ranked: activation (mean |activation| on calibration batches, Minitron), taylor (sum of |w * grad| of the loss), magnitude (L2 norm of the weights)", Choices{"activation", "taylor", "magnitude"});
+    v.field("schedule", schedule, "oneshot: the target at start_step; gradual: cubic ramp from 0 at start_step to the target at end_step (Zhu & Gupta 2017), every every_steps", Choices{"oneshot", "gradual"});
+    v.field("start_step", start_step, "Optimizer steps done before the (first) pruning; 0 = before training starts", at_least(0));
+    v.field("end_step", end_step, "gradual: the step at which the target sparsity is reached", at_least(0));
+    v.field("every_steps", every_steps, "gradual: recompute importance and grow the masks every N steps", at_least(1));
+    v.field("multiple", multiple, "Kept MLP channels are a multiple of this (tensor-core friendly GEMMs); with group-wise weight quantization of down_proj, a multiple of its group size", at_least(1));
+    v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) over which activation and taylor importance are measured", at_least(1));
+    v.field("export_at_end", export_at_end, "Export the pruned (and, with quant.rules, quantized) checkpoint to run.output_dir/export after the last step, and evaluate it");
+  }
+};
+
 struct CheckpointSection {
   std::int64_t every_steps = 500;
   std::int64_t keep_last = 2;
@@ -219,6 +250,7 @@ struct JobConfig {
   TrainingSection training;
   DistillSection distill;
   QuantSection quant;
+  PruneSection prune;
   CheckpointSection checkpoint;
   LoggingSection logging;
   ParallelSection parallel;
@@ -232,6 +264,7 @@ struct JobConfig {
     v.section("training", training, "Optimizer steps and learning-rate schedule");
     v.section("distill", distill, "Knowledge-distillation loss");
     v.section("quant", quant, "Quantization-aware training, PTQ and export");
+    v.section("prune", prune, "Structured pruning (KV groups, MLP channels) and its export");
     v.section("checkpoint", checkpoint, "Saving and resuming");
     v.section("logging", logging, "Metrics output");
     v.section("parallel", parallel, "Data parallelism over MPI ranks");

@@ -28,11 +28,31 @@ void validate_schedule(const TrainingSection& training, const Sources& sources, 
                        "<= training.steps");
 }
 
+void validate_prune(const PruneSection& prune, const JobConfig& job, const Sources& sources, const std::string& origin) {
+  if (!prune.enabled()) return;
+  const int64_t steps = job.training.steps;
+  // Layers after the last hidden-loss pair get no gradient from the hidden loss alone.
+  if (prune.importance == "taylor" && job.distill.alpha == 0 && job.distill.beta == 0)
+    throw config_error(where_set(sources, origin, "prune.importance"),
+                       "taylor importance needs the gradient of an output loss, but distill.alpha and distill.beta are 0",
+                       "activation or magnitude importance, or distill.alpha > 0 or distill.beta > 0");
+  if (prune.start_step >= steps)
+    throw config_error(where_set(sources, origin, "prune.start_step"),
+                       "start_step " + std::to_string(prune.start_step) + " leaves no training step after it",
+                       "< training.steps (" + std::to_string(steps) + ")");
+  if (prune.schedule == "gradual" && (prune.end_step <= prune.start_step || prune.end_step > steps))
+    throw config_error(where_set(sources, origin, "prune.end_step"),
+                       "end_step " + std::to_string(prune.end_step) + " does not lie after start_step " +
+                           std::to_string(prune.start_step) + " within the run",
+                       "in (prune.start_step, training.steps]");
+}
+
 }  // namespace
 
 void validate(const JobConfig& job, const Sources& sources, const std::string& origin) {
   validate_data(job.data, sources, origin);
   validate_schedule(job.training, sources, origin);
+  validate_prune(job.prune, job, sources, origin);
   if (job.eval.every_steps > 0 && job.data.validation.empty())
     throw config_error(where_set(sources, origin, "eval.every_steps"),
                        "periodic evaluation needs validation tokens, but data.validation is empty",

@@ -15,6 +15,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  if (observer_) observer_(x);
   if (wrapper_) return wrapper_->forward(*this, x);
   return torch::linear(x, weight, bias);
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 
 #include "model/model_config.h"
@@ -28,12 +29,16 @@ class LinearImpl : public torch::nn::Module {
   torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight) const;
   void set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper);
   const std::shared_ptr<LinearWrapper>& wrapper() const { return wrapper_; }
+  // Something that sees every input before the forward (activation statistics for pruning
+  // importance), independent of the wrapper; an empty function removes it.
+  void set_input_observer(std::function<void(const torch::Tensor&)> observer) { observer_ = std::move(observer); }
 
   torch::Tensor weight;  // [out_features, in_features]
   torch::Tensor bias;    // [out_features] or undefined
 
  private:
   std::shared_ptr<LinearWrapper> wrapper_;
+  std::function<void(const torch::Tensor&)> observer_;
 };
 TORCH_MODULE(Linear);
 

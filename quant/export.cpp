@@ -74,15 +74,6 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
   if (bias.defined()) out.emplace_back(prefix + "bias", bias.detach().to(dtype));
 }
 
-void copy_tokenizer_files(const std::string& source, const std::string& out_dir) {
-  if (source.empty()) return;
-  for (const auto* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                           "vocab.json", "merges.txt", "generation_config.json"}) {
-    const auto from = fs::path(source) / name;
-    if (fs::exists(from)) fs::copy_file(from, fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
-  }
-}
-
 // FP8 KV cache: per-tensor static scales, the scheme vLLM reads; nothing for int8 or none.
 json kv_cache_scheme(model::CausalLMImpl& model) {
   const auto kv = kv_cache_quantizers(model);
@@ -93,6 +84,15 @@ json kv_cache_scheme(model::CausalLMImpl& model) {
 }
 
 }  // namespace
+
+void copy_tokenizer_files(const std::string& source, const std::string& out_dir) {
+  if (source.empty()) return;
+  for (const auto* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                           "vocab.json", "merges.txt", "generation_config.json"}) {
+    const auto from = fs::path(source) / name;
+    if (fs::exists(from)) fs::copy_file(from, fs::path(out_dir) / name, fs::copy_options::overwrite_existing);
+  }
+}
 
 json quantization_config(model::CausalLMImpl& model) {
   auto layers = fake_quant_layers(model);

@@ -29,6 +29,9 @@ struct ExportSummary {
 ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
                                         const ExportOptions& options = {});
 
+// Copies the tokenizer files of folder `source` ("" = none) into `out_dir`.
+void copy_tokenizer_files(const std::string& source, const std::string& out_dir);
+
 // The quantization_config block for the model's fake-quantized layers.
 nlohmann::json quantization_config(model::CausalLMImpl& model);
 

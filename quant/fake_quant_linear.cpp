@@ -77,10 +77,49 @@ torch::Tensor FakeQuantLinear::quantize_input(const torch::Tensor& x) {
 
 torch::Tensor FakeQuantLinear::forward(model::LinearImpl& linear, const torch::Tensor& x) {
   if (input_hook_) input_hook_(x);
-  auto input = scheme_.input_activations && !bypass_activations_ ? quantize_input(x) : x;
-  if (!scheme_.weights) return linear.linear(input, linear.weight);
+  const bool compact = kept_inputs_.defined();
+  const auto kept_x = compact ? x.index_select(-1, kept_inputs_) : x;
+  const auto weight = compact ? linear.weight.index_select(1, kept_inputs_) : linear.weight;
+  auto input = scheme_.input_activations && !bypass_activations_ ? quantize_input(kept_x) : kept_x;
+  if (!scheme_.weights) return linear.linear(input, weight);
   const auto& args = *scheme_.weights;
-  return linear.linear(input, fake_quantize(linear.weight, weight_qparams(linear.weight), args));
+  return linear.linear(input, fake_quantize(weight, weight_qparams(weight), args));
+}
+
+void FakeQuantLinear::set_kept_inputs(torch::Tensor kept) {
+  const bool group_scales = scheme_.weights && scheme_.weights->strategy == Strategy::group;
+  if (kept.defined() && group_scales && fixed_host_)
+    throw Error("pruning the input columns of a linear whose group-wise weight scales are fixed (GPTQ) or learned (LSQ)")
+        .key("prune")
+        .expected("min-max group scales (quant.method rtn or awq, learnable_scales false), or per-channel weights");
+  kept_inputs_ = kept.defined() ? kept.to(torch::kInt64) : kept;
+}
+
+std::shared_ptr<FakeQuantLinear> FakeQuantLinear::compacted(const torch::Tensor& weight, const torch::Tensor& kept_rows,
+                                                            int64_t source_rows) const {
+  auto out = std::make_shared<FakeQuantLinear>(scheme_, options_, weight.detach());
+  out->to(weight.device());
+  torch::NoGradGuard no_grad;
+  out->input_scale.copy_(input_scale);
+  out->input_zero_point.copy_(input_zero_point);
+  out->frozen_.copy_(frozen_);
+  out->scale_version.copy_(scale_version);
+  if (scheme_.weights) {
+    QT_REQUIRE(!(fixed_host_ && kept_inputs_.defined() && scheme_.weights->strategy == Strategy::group),
+               "fixed group scales cannot follow pruned input columns");
+    // Units are rows (channel) or row-major groups of a row (group): kept rows keep theirs.
+    auto rows_of = [&](const torch::Tensor& units) {
+      if (!kept_rows.defined() || scheme_.weights->strategy == Strategy::tensor) return units;
+      return units.reshape({source_rows, -1}).index_select(0, kept_rows.to(units.device())).reshape({-1, 1});
+    };
+    out->weight_fixed.copy_(weight_fixed);
+    if (fixed_host_) {
+      out->weight_scale.copy_(rows_of(weight_scale.detach()));
+      out->weight_zero_point.copy_(rows_of(weight_zero_point));
+    }
+  }
+  out->refresh_from_buffers();
+  return out;
 }
 
 void FakeQuantLinear::begin_pass(int pass) {

@@ -5,7 +5,9 @@
 // (LSQ) when enabled. Static activation scales are calibrated by
 // an observer, then frozen: calibrate() ... freeze() bumps `scale_version`, and nothing
 // changes them afterwards (the optimizer never sees them). All state is registered, so it
-// travels in checkpoints.
+// travels in checkpoints. Structured pruning (docs/pruning.md) may remove input columns: the
+// layer then multiplies only the kept columns, quantized as the compacted export quantizes
+// them (set_kept_inputs), and compacted() carries the state to the exported, smaller layer.
 #pragma once
 #include <torch/torch.h>
 
@@ -57,6 +59,21 @@ class FakeQuantLinear : public model::LinearWrapper {
   // Sets the static input range directly (SmoothQuant, tests) and freezes it.
   void set_input_qparams(const QParams& qp);
 
+  // Pruned input columns (down_proj's MLP channels, o_proj's heads): the forward becomes
+  // linear(fq(x[.., kept]), fq(W[:, kept])), the GEMM of the exported layer with its pruned
+  // columns removed. This matters for group-wise scales: groups of `group_size` consecutive
+  // columns of the compacted matrix are not those of the masked one, so quantizing the
+  // masked matrix would give other scales than the export. `kept` is the int64 index of the
+  // kept columns, undefined = all. Refused for fixed or learned group scales (their shape
+  // is the uncompacted one). The pruning code sets it; it is derived state and not saved.
+  void set_kept_inputs(torch::Tensor kept);
+  const torch::Tensor& kept_inputs() const { return kept_inputs_; }
+  // A layer for the compacted weight `weight` (the kept rows `kept_rows` of this layer's
+  // `source_rows` rows, undefined = all, and the kept input columns): the same scheme and
+  // options, activation scales and flags, and fixed or learned weight scales of the kept rows.
+  std::shared_ptr<FakeQuantLinear> compacted(const torch::Tensor& weight, const torch::Tensor& kept_rows,
+                                             int64_t source_rows) const;
+
   // Weight scales and zero points [units, 1]: a trainable parameter under LSQ, else buffers
   // that are used when weight_fixed is set.
   torch::Tensor weight_scale, weight_zero_point, weight_fixed;
@@ -72,6 +89,7 @@ class FakeQuantLinear : public model::LinearWrapper {
   bool fixed_host_ = false, frozen_host_ = false;
   bool bypass_activations_ = false;
   std::function<void(const torch::Tensor&)> input_hook_;
+  torch::Tensor kept_inputs_;
 };
 
 }  // namespace qtrain::quant

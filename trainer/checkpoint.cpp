@@ -26,6 +26,8 @@ constexpr const char* kLatest = "latest";
 constexpr const char* kManifest = "manifest.json";
 const std::vector<std::string> kFiles = {"config.json", "model.safetensors", "optimizer.safetensors",
                                          "extras.safetensors", "quant.safetensors", "trainer_state.json"};
+// Written by every save, verified when the manifest lists it; older checkpoints lack it.
+const std::vector<std::string> kOptionalFiles = {"prune.safetensors"};
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
@@ -93,12 +95,14 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
   model::save_safetensors((tmp / "optimizer.safetensors").string(), c.optimizer);
   model::save_safetensors((tmp / "extras.safetensors").string(), c.extras);
   model::save_safetensors((tmp / "quant.safetensors").string(), c.quant);
+  model::save_safetensors((tmp / "prune.safetensors").string(), c.prune);
   write_file_atomic((tmp / "trainer_state.json").string(), c.trainer_state.dump(2) + "\n");
   nlohmann::json manifest = {{"step", step}, {"format", "qtrain-checkpoint-1"}, {"files", nlohmann::json::object()}};
-  for (const auto& f : kFiles) {
-    const auto path = (tmp / f).string();
-    manifest["files"][f] = {{"bytes", fs::file_size(path)}, {"xxh3_64", file_checksum(path)}};
-  }
+  for (const auto* files : {&kFiles, &kOptionalFiles})
+    for (const auto& f : *files) {
+      const auto path = (tmp / f).string();
+      manifest["files"][f] = {{"bytes", fs::file_size(path)}, {"xxh3_64", file_checksum(path)}};
+    }
   write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
   fsync_directory(tmp_dir);
   remove_tree(final_dir);  // a checkpoint of the same step from an earlier, interrupted life
@@ -136,7 +140,10 @@ LoadedCheckpoint LoadedCheckpoint::open(const std::string& dir) {
   const auto manifest = read_json(manifest_path);
   if (!manifest.contains("files") || !manifest["files"].is_object())
     throw Error("manifest without files").file(manifest_path).key("files");
-  for (const auto& f : kFiles) {
+  auto files = kFiles;
+  for (const auto& f : kOptionalFiles)
+    if (manifest["files"].contains(f)) files.push_back(f);
+  for (const auto& f : files) {
     const auto path = (fs::path(dir) / f).string();
     if (!manifest["files"].contains(f)) throw Error("manifest does not list " + f).file(manifest_path).key("files." + f);
     const auto& entry = manifest["files"][f];
@@ -157,6 +164,7 @@ LoadedCheckpoint LoadedCheckpoint::open(const std::string& dir) {
 
 void LoadedCheckpoint::restore(const std::string& file, const model::NamedTensors& targets) const {
   const auto path = (fs::path(dir_) / (file + ".safetensors")).string();
+  if (targets.empty() && !fs::exists(path)) return;
   auto st = model::SafetensorsFile::open(path);
   torch::NoGradGuard no_grad;
   for (const auto& [name, target] : targets) {

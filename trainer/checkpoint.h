@@ -8,6 +8,8 @@
 //   optimizer.safetensors  AdamW moments, "exp_avg.<name>" / "exp_avg_sq.<name>"
 //   extras.safetensors     trainable modules that are not the student (distillation projections)
 //   quant.safetensors      fake-quant state: scales, zero points, flags, learned scales
+//   prune.safetensors      structured pruning masks, "layers.<i>.mlp_channels" / "layers.<i>.kv_groups"
+//                          (bool; absent from checkpoints written before pruning existed)
 //   trainer_state.json     step, counters, sampler state, RNG states, the resolved job config
 //   manifest.json          every file's size and XXH3-64 checksum, verified on load
 #pragma once
@@ -28,6 +30,7 @@ struct CheckpointContents {
   model::NamedTensors extras;
   model::NamedTensors quant;
   nlohmann::json trainer_state;
+  model::NamedTensors prune;  // last, so that contents written before pruning existed still read {..., state}
 };
 
 class CheckpointManager {
@@ -52,8 +55,9 @@ class LoadedCheckpoint {
  public:
   static LoadedCheckpoint open(const std::string& dir);
   const nlohmann::json& trainer_state() const { return trainer_state_; }
-  // Copies every named tensor of `file` ("model", "optimizer", "extras" or "quant") into `targets`, which must
-  // match it exactly in names and shapes.
+  // Copies every named tensor of `file` ("model", "optimizer", "extras", "quant" or "prune") into `targets`,
+  // which must match it exactly in names and shapes. A file that the checkpoint lacks (prune.safetensors of
+  // an older one) restores as empty.
   void restore(const std::string& file, const model::NamedTensors& targets) const;
   const std::string& dir() const { return dir_; }
 

@@ -23,6 +23,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics_logger.h"
 #include "trainer/models.h"
+#include "trainer/pruning.h"
 #include "trainer/quantization.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
@@ -134,6 +135,33 @@ void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& stude
                 job.data.validation.c_str(), fake_quant_ppl, ppl, 100.0 * (ppl - fake_quant_ppl) / fake_quant_ppl);
 }
 
+// The pruned (and, with fake quantization, quantized) export of the trained student, and
+// its perplexity next to the masked student's, which it equals (docs/pruning.md).
+void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, const StudentPruning& pruning,
+                               double masked_ppl, MetricsLogger* metrics, int64_t step) {
+  const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
+  bool quantized = false;
+  if (dist::is_main()) {
+    const auto summary = export_pruned(student, pruning.masks(), dir, tokenizer_source(job));
+    quantized = summary.quantized;
+    std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
+                "%lld kv heads) to %s\n",
+                summary.quantized ? ", quantized," : "", (long long)summary.parameters, (long long)summary.intermediate_size,
+                (long long)summary.attention_heads, (long long)summary.kv_heads, dir.c_str());
+  }
+  dist::barrier();
+  if (job.data.validation.empty()) return;
+  quantized = dist::allreduce_max(quantized ? 1 : 0) > 0;
+  const auto device = student.model->embed_tokens->weight.device();
+  const model::LoadOptions options{device, resolve_dtype(job.model.dtype, device)};
+  auto exported = quantized ? quant::load_for_eval(dir, options) : model::load_causal_lm(dir, options);
+  const double ppl = evaluate(*exported, job);
+  if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
+  if (dist::is_main())
+    std::printf("qtrain: perplexity on %s: masked student %.4f, exported pruned checkpoint %.4f (%+.3f%%)\n",
+                job.data.validation.c_str(), masked_ppl, ppl, 100.0 * (ppl - masked_ppl) / masked_ppl);
+}
+
 nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
                            int64_t skipped_total) {
   nlohmann::json j = {{"loss", r.total},        {"loss_ce", r.ce},   {"loss_kd", r.kd},
@@ -158,6 +186,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   auto teacher = load_teacher(job.model, device, compute_dtype);
   auto student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
   const bool quantized = attach_quantization(job.quant, *student);
+  auto pruning = StudentPruning::attach(job, student, compute_dtype);  // after quantization: checks its groups
   const auto student_width = student->config().hidden_size;
   distill::HiddenProjections projections(distill_options(job.distill), student_width,
                                          teacher ? teacher->config().hidden_size : student_width);
@@ -186,6 +215,8 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     ck.restore("extras", extras);
     ck.restore("quant", quantization_state(*student));
     refresh_quantization(*student);
+    ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
+    if (pruning) pruning->restored();
     ck.restore("optimizer", optimizer.state_tensors());
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
@@ -198,7 +229,8 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
                                     {"config_yaml", resolved_config_yaml}};
     checkpoints.save(state.step, {student->config(), hf_weights(*student), optimizer.state_tensors(), extras,
-                                  quantization_state(*student), trainer_state});
+                                  quantization_state(*student), trainer_state,
+                                  pruning ? pruning->state() : model::NamedTensors{}});
   };
 
   // Data.
@@ -223,7 +255,15 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
       student->config(), teacher ? &teacher->config() : nullptr, job.data.seq_len);
   const double peak = peak_bf16_tflops(device) * 1e12 * dist::world_size();
   const auto faults = FaultInjection::from_environment();
-  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false};
+  auto prune_if_due = [&](int64_t step) {
+    if (!pruning || !pruning->due(step)) return;
+    const auto summary = pruning->update(step, loss, flat, optimizer);
+    if (metrics) metrics->log(step, {{"kept_mlp_channels", pruning->kept_channels()},
+                                     {"kept_kv_groups", pruning->kept_kv_groups()}}, "prune");
+    if (main_rank) std::fprintf(stderr, "qtrain: %s\n", summary.c_str());
+  };
+  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false, pruning.get()};
+  if (state.step == 0) prune_if_due(0);  // one-shot before training (Minitron: prune, then distill)
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, run_tokens = 0;
 
@@ -259,6 +299,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     } else {
       state.optimizer_steps = optimizer.steps();
     }
+    prune_if_due(state.step);
     const bool last = state.step == job.training.steps;
     if (state.step % job.logging.every_steps == 0 || last || r.skipped) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
@@ -291,16 +332,19 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     }
   }
   progress.finish();
+  double final_ppl = 0.0;
   if (!job.data.validation.empty()) {
     watchdog.beat("final evaluation");
     const double ppl = evaluate(*student, job);
     if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
     if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
                                job.data.validation.c_str());
-    if (quantized && job.quant.export_at_end) export_and_compare(job, *student, ppl, metrics.get(), state.step);
-  } else if (quantized && job.quant.export_at_end) {
-    export_and_compare(job, *student, 0.0, metrics.get(), state.step);
+    final_ppl = ppl;
   }
+  if (pruning && job.prune.export_at_end)
+    export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step);
+  else if (quantized && job.quant.export_at_end)
+    export_and_compare(job, *student, final_ppl, metrics.get(), state.step);
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/dist.h"
+#include "trainer/pruning.h"
 
 namespace qtrain::trainer {
 
@@ -28,6 +29,7 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
     tokens += ids.numel();
   }
   ctx.grad_sync.finish();
+  if (ctx.pruning) ctx.pruning->mask_gradients();  // pruned weights, zero moments: no update at all
   const auto host_sums = device_sums.cpu();
   double sums[5];
   for (int i = 0; i < 4; ++i) sums[i] = host_sums[i].item<double>();

@@ -1,7 +1,8 @@
 // One optimizer step of data-parallel distillation, the algorithm in order:
 //   for each of this rank's micro-batches: forward teacher and student, loss / k, backward
 //     (the last backward all-reduces gradient buckets as they become ready);
-//   wait for the all-reduce -> global gradient norm -> skip on NaN/Inf, else clip and update.
+//   wait for the all-reduce -> zero the gradients of pruned weights -> global gradient norm
+//   -> skip on NaN/Inf, else clip and update.
 #pragma once
 #include <torch/torch.h>
 
@@ -15,6 +16,8 @@
 
 namespace qtrain::trainer {
 
+class StudentPruning;
+
 struct StepContext {
   distill::DistillLoss& loss;
   FlatParameters& flat;
@@ -23,6 +26,7 @@ struct StepContext {
   torch::Device device;
   double grad_clip = 1.0;        // 0 = off
   bool inject_nan = false;       // fault injection for tests (QTRAIN_INJECT_NAN_STEPS)
+  StudentPruning* pruning = nullptr;  // masks whose pruned weights get no update; null = none
 };
 
 struct StepResult {

@@ -125,7 +125,7 @@ TEST(ConfigErrors, UnknownSectionAndUnrelatedKey) {
   EXPECT_EQ(section.key_name(), "trainng");
   EXPECT_EQ(section.line_number(), 5);
   EXPECT_EQ(section.reason(), "unknown key; did you mean 'training'?");
-  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, quant, checkpoint, logging, parallel");
+  EXPECT_EQ(section.expected_value(), "one of run, model, data, eval, training, distill, quant, prune, checkpoint, logging, parallel");
 
   Error unrelated = yaml_error(std::string(kRequired) + "training:\n  quantize_everything: true\n");
   EXPECT_EQ(unrelated.key_name(), "training.quantize_everything");
@@ -289,6 +289,21 @@ TEST(ConfigErrors, CrossFieldRulesNameTheKeyThatBreaksThem) {
   Error loss = load_error([] { load_config_text(kRequired, "job.yaml", {"distill.beta=0"}); });
   EXPECT_EQ(loss.key_name(), "distill.beta");
   EXPECT_EQ(loss.expected_value(), "alpha > 0, beta > 0 or gamma > 0");
+
+  Error taylor = load_error([] {
+    load_config_text(kRequired, "job.yaml",
+                     {"distill.beta=0", "distill.gamma=1", "distill.student_layers=[0]", "distill.teacher_layers=[0]",
+                      "prune.mlp_sparsity=0.5", "prune.importance=taylor"});
+  });
+  EXPECT_EQ(taylor.key_name(), "prune.importance");
+  EXPECT_EQ(taylor.reason(), "taylor importance needs the gradient of an output loss, but distill.alpha and distill.beta are 0");
+
+  Error start = load_error([] {
+    load_config_text(kRequired, "job.yaml", {"training.warmup_steps=0", "training.steps=10", "prune.heads_sparsity=0.5",
+                                             "prune.schedule=gradual", "prune.start_step=5", "prune.end_step=20"});
+  });
+  EXPECT_EQ(start.key_name(), "prune.end_step");
+  EXPECT_EQ(start.expected_value(), "in (prune.start_step, training.steps]");
 }
 
 TEST(ConfigErrors, UnreadableFile) {

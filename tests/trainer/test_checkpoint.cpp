@@ -57,6 +57,27 @@ TEST(Checkpoint, DamageIsCaughtByTheManifest) {
   EXPECT_THROW(LoadedCheckpoint::open(path), Error);
 }
 
+TEST(Checkpoint, PruningMasksTravelAndOlderCheckpointsWithoutThemLoad) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 2);
+  auto c = contents(torch::ones({4}));
+  c.prune = {{"layers.0.mlp_channels", torch::tensor({true, false, true})}};
+  const auto path = manager.save(1, c);
+  auto mask = torch::ones({3}, torch::kBool);
+  LoadedCheckpoint::open(path).restore("prune", {{"layers.0.mlp_channels", mask}});
+  EXPECT_TRUE(mask.equal(torch::tensor({true, false, true})));
+  EXPECT_THROW(LoadedCheckpoint::open(path).restore("prune", {}), Error);  // a job without pruning
+  // A checkpoint from before pruning: no prune.safetensors, not in the manifest.
+  const auto old = manager.save(2, contents(torch::ones({4})));
+  fs::remove(fs::path(old) / "prune.safetensors");
+  auto manifest = nlohmann::json::parse(testing::read_text(fs::path(old) / "manifest.json"));
+  manifest["files"].erase("prune.safetensors");
+  std::ofstream(fs::path(old) / "manifest.json") << manifest.dump(2);
+  const auto loaded = LoadedCheckpoint::open(old);
+  EXPECT_NO_THROW(loaded.restore("prune", {}));
+  EXPECT_THROW(loaded.restore("prune", {{"layers.0.mlp_channels", mask}}), Error);  // a pruning job needs them
+}
+
 TEST(Checkpoint, RestoreRefusesAnotherModel) {
   const auto dir = testing::scratch_dir();
   CheckpointManager manager(dir.string(), 1);

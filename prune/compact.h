@@ -1,0 +1,31 @@
+// Physical removal of the pruned structure: a new, smaller model whose matrices hold only
+// the kept rows and columns, with a config that says so (intermediate_size,
+// num_attention_heads, num_key_value_heads; head_dim stays explicit and unchanged). Sizes
+// are uniform over layers, as a Hugging Face config.json can only express one
+// intermediate_size and one num_key_value_heads. Because a masked unit contributes exactly
+// zero, the compacted model computes what the masked one did, up to summation order
+// (tests/prune/test_compact.cpp: perplexity equal to 1e-5 relative in fp32).
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+
+#include "model/causal_lm.h"
+#include "prune/masks.h"
+
+namespace qtrain::prune {
+
+struct CompactedModel {
+  model::CausalLM model{nullptr};  // fp32 weights (copies), on the source's device, no wrappers
+  // Per linear module name ("model.layers.0.mlp.down_proj"): the source's kept output rows
+  // and kept input columns as int64 indices; a linear absent from a map keeps all of them.
+  std::map<std::string, torch::Tensor> kept_rows, kept_columns;
+};
+
+CompactedModel compact(model::CausalLMImpl& model, const StructuredMasksImpl& masks);
+
+// The config of the compacted model: `config` with the kept sizes.
+model::ModelConfig compacted_config(const model::ModelConfig& config, const StructuredMasksImpl& masks);
+
+}  // namespace qtrain::prune

@@ -1,0 +1,161 @@
+// The built qtrain with structured pruning on tests/fixtures/train_tiny.yaml, 2 ranks:
+// pruning during distillation exports a physically smaller Hugging Face folder whose
+// perplexity equals the masked student's; a run that fails after its last pruning step
+// resumes from its checkpoint with the masks restored, to the same losses and the same
+// exported bytes; with fake quantization on, the export is pruned and quantized at once;
+// impossible targets exit with status 2.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "data/token_file.h"
+#include "eval/perplexity.h"
+#include "model/hf_checkpoint.h"
+#include "model/safetensors.h"
+#include "tests/test_util.h"
+
+namespace qtrain {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_tool;
+
+const std::string kConfig = "--config tests/fixtures/train_tiny.yaml ";
+// The student (1 layer, intermediate 48, 4 heads in 2 KV groups) keeps 32 channels and 1 group.
+const std::string kPrune =
+    "--set prune.mlp_sparsity=0.34 --set prune.heads_sparsity=0.5 --set prune.multiple=16 "
+    "--set prune.schedule=gradual --set prune.start_step=0 --set prune.end_step=4 --set prune.every_steps=2 ";
+
+std::vector<nlohmann::json> records(const fs::path& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// step -> loss, the last record for each step (a resumed run logs the steps it redoes again).
+std::map<int64_t, double> losses(const fs::path& run_dir) {
+  std::map<int64_t, double> out;
+  for (const auto& r : records(run_dir))
+    if (r.contains("loss")) out[r["step"].get<int64_t>()] = r["loss"].get<double>();
+  return out;
+}
+
+// The perplexities logged, in order: the final evaluation of the masked student, then the export's.
+std::vector<double> perplexities(const fs::path& run_dir) {
+  std::vector<double> out;
+  for (const auto& r : records(run_dir))
+    if (r.contains("perplexity")) out.push_back(r["perplexity"].get<double>());
+  return out;
+}
+
+double validation_perplexity(model::CausalLMImpl& m) {
+  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
+  eval::PerplexityOptions o;
+  o.seq_len = 64;  // eval.seq_len of train_tiny.yaml
+  o.show_progress = false;
+  return eval::evaluate_perplexity(m, tokens, o).perplexity;
+}
+
+TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
+  const auto dir = testing::scratch_dir();
+  const std::string run = kConfig + kPrune + "--set prune.importance=taylor ";
+  const auto full = run_tool(dir, "qtrain", run + "--set run.output_dir=" + (dir / "full").string(), testing::mpirun(2));
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_NE(full.err.find("pruning after step 2: 32 of 48 MLP channels and 1 of 2 KV groups kept"), std::string::npos)
+      << full.err;
+  const auto config = nlohmann::json::parse(testing::read_text(dir / "full/export/config.json"));
+  EXPECT_EQ(config["intermediate_size"], 32);
+  EXPECT_EQ(config["num_attention_heads"], 2);
+  EXPECT_EQ(config["num_key_value_heads"], 1);
+  EXPECT_EQ(config["head_dim"], 16);
+  EXPECT_EQ(config["hidden_size"], 32);
+  EXPECT_FALSE(config.contains("quantization_config"));
+  // The masked student's perplexity, the export's as qtrain measured it, and as measured here.
+  const auto ppl = perplexities(dir / "full");
+  ASSERT_EQ(ppl.size(), 2u);
+  EXPECT_NEAR(ppl[1], ppl[0], 1e-5 * ppl[0]);
+  auto exported = model::load_causal_lm((dir / "full/export").string());
+  EXPECT_EQ(exported->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight.size(0), 32);
+  EXPECT_NEAR(validation_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
+
+  // Fails at step 6, resumes from the checkpoint of step 4, after the last mask update.
+  const auto resumed_dir = dir / "resumed";
+  const auto broken = run_tool(dir, "qtrain", run + "--set run.output_dir=" + resumed_dir.string(),
+                               "export QTRAIN_INJECT_FAIL=0:6; " + testing::mpirun(2));
+  ASSERT_NE(broken.status, 0);
+  const auto resumed = run_tool(dir, "qtrain", run + "--set checkpoint.resume=auto --set run.output_dir=" + resumed_dir.string(),
+                                testing::mpirun(2));
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from"), std::string::npos);
+  EXPECT_EQ(resumed.err.find("pruning after step"), std::string::npos);  // the masks came from the checkpoint
+  const auto a = losses(dir / "full"), b = losses(resumed_dir);
+  ASSERT_EQ(b.size(), 8u);
+  for (const auto& [step, loss] : a) EXPECT_EQ(loss, b.at(step)) << step;
+  EXPECT_EQ(testing::read_text(resumed_dir / "export/model.safetensors"),
+            testing::read_text(dir / "full/export/model.safetensors"));
+  // In the last checkpoint, every weight that a mask prunes is exactly zero.
+  const auto step8 = resumed_dir / "checkpoints/step_00000008";
+  auto masks = model::SafetensorsFile::open((step8 / "prune.safetensors").string());
+  auto weights = model::SafetensorsFile::open((step8 / "model.safetensors").string());
+  const auto channels = masks->tensor("layers.0.mlp_channels"), groups = masks->tensor("layers.0.kv_groups");
+  EXPECT_EQ(channels.sum().item<int64_t>(), 32);
+  EXPECT_EQ(groups.sum().item<int64_t>(), 1);
+  const auto pruned = channels.logical_not().nonzero().reshape({-1});
+  const std::string layer = "model.layers.0.";
+  EXPECT_EQ(weights->tensor(layer + "mlp.gate_proj.weight").index_select(0, pruned).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(weights->tensor(layer + "mlp.down_proj.weight").index_select(1, pruned).abs().sum().item<double>(), 0.0);
+  EXPECT_GT(weights->tensor(layer + "mlp.down_proj.weight").abs().sum().item<double>(), 0.0);
+  const auto pruned_kv = groups.logical_not().repeat_interleave(16).nonzero().reshape({-1});
+  const auto pruned_q = groups.logical_not().repeat_interleave(32).nonzero().reshape({-1});
+  EXPECT_EQ(weights->tensor(layer + "self_attn.k_proj.weight").index_select(0, pruned_kv).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(weights->tensor(layer + "self_attn.o_proj.weight").index_select(1, pruned_q).abs().sum().item<double>(), 0.0);
+  auto moments = model::SafetensorsFile::open((step8 / "optimizer.safetensors").string());
+  EXPECT_EQ(moments->tensor("exp_avg_sq." + layer + "mlp.up_proj.weight").index_select(0, pruned).abs().sum().item<double>(),
+            0.0);
+}
+
+TEST(QtrainPruning, PrunesAndQuantizesInOneExport) {
+  const auto dir = testing::scratch_dir();
+  const std::string quant =
+      "--set \"quant.rules=[lm_head=none, 're:.*mlp\\..*=w4a16-g16', 're:.*self_attn\\..*=w8a8']\" ";
+  const auto full = run_tool(dir, "qtrain",
+                             kConfig + kPrune + quant + "--set prune.schedule=oneshot --set run.output_dir=" +
+                                 (dir / "full").string(),
+                             testing::mpirun(2));
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_NE(full.out.find(", quantized,"), std::string::npos) << full.out;
+  const auto config = nlohmann::json::parse(testing::read_text(dir / "full/export/config.json"));
+  EXPECT_EQ(config["intermediate_size"], 32);
+  EXPECT_EQ(config["num_key_value_heads"], 1);
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "compressed-tensors");
+  const auto ppl = perplexities(dir / "full");
+  ASSERT_EQ(ppl.size(), 2u);
+  EXPECT_NEAR(ppl[1], ppl[0], 0.005 * ppl[0]);  // integer vs fake quant, bf16 embeddings and norms
+  auto st = model::SafetensorsFile::open((dir / "full/export/model.safetensors").string());
+  EXPECT_EQ(st->tensor("model.layers.0.mlp.down_proj.weight_packed").size(0), 32);  // 32 rows (hidden) of
+  EXPECT_EQ(st->tensor("model.layers.0.mlp.down_proj.weight_scale").size(1), 2);    // 32 columns = 2 groups
+}
+
+TEST(QtrainPruning, ImpossibleTargetsExitWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  const auto out = "--set run.output_dir=" + (dir / "run").string();
+  const auto no_groups = run_tool(dir, "qtrain", kConfig + "--set prune.heads_sparsity=0.8 " + out);
+  EXPECT_EQ(no_groups.status, 2);
+  EXPECT_NE(no_groups.err.find("prune.heads_sparsity"), std::string::npos) << no_groups.err;
+  EXPECT_NE(no_groups.err.find("keeps none of the 2 KV groups"), std::string::npos) << no_groups.err;
+  const auto wide = run_tool(dir, "qtrain", kConfig + "--set prune.mlp_sparsity=0.25 --set prune.multiple=64 " + out);
+  EXPECT_EQ(wide.status, 2);
+  EXPECT_NE(wide.err.find("prune.multiple 64 exceeds the student's intermediate_size 48"), std::string::npos) << wide.err;
+  const auto groups = run_tool(dir, "qtrain",
+                               kConfig + "--set prune.mlp_sparsity=0.5 --set prune.multiple=8 "
+                                         "--set \"quant.rules=[lm_head=none, 're:.*mlp\\..*=w4a16-g16']\" " + out);
+  EXPECT_EQ(groups.status, 2);
+  EXPECT_NE(groups.err.find("prune.multiple"), std::string::npos) << groups.err;
+}
+
+}  // namespace
+}  // namespace qtrain

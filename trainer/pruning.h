@@ -1,0 +1,86 @@
+// The job's structured pruning of the student (config section `prune`, docs/pruning.md):
+// masks over KV groups and MLP channels grow on the schedule from importance measured on
+// calibration batches (the first prune.calibration_sequences of data.train, spread over the
+// ranks), hold through every optimizer step (pruned weights, their gradients and their AdamW
+// moments stay exactly zero), travel in checkpoints (prune.safetensors), and are removed for
+// real at export, after which the student is also quantized when fake quantization is on.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/job_config.h"
+#include "distill/distill_loss.h"
+#include "model/causal_lm.h"
+#include "model/safetensors.h"
+#include "prune/masks.h"
+#include "prune/schedule.h"
+#include "trainer/adamw.h"
+#include "trainer/flat_parameters.h"
+
+namespace qtrain::trainer {
+
+class StudentPruning {
+ public:
+  // Null when job.prune asks for nothing. Call after quantization is attached: the kept
+  // sizes must suit the group sizes of a quantized down_proj / o_proj (docs/pruning.md).
+  static std::unique_ptr<StudentPruning> attach(const config::JobConfig& job, model::CausalLM student,
+                                                torch::ScalarType compute_dtype);
+
+  // Whether the masks are recomputed after `step` optimizer steps.
+  bool due(int64_t step) const { return schedule_.is_update_step(step); }
+  // All ranks together: importance on the calibration batches, masks grown to the
+  // schedule's sizes at `step`, newly pruned weights and their AdamW moments zeroed. `loss`
+  // and `flat` serve the taylor backward passes. Returns a one-line summary.
+  std::string update(int64_t step, distill::DistillLoss& loss, FlatParameters& flat, AdamW& optimizer);
+
+  // In the training step: gradients of pruned entries to zero before the update, and the
+  // pruned weights set to zero again after it (they stay zero anyway: zero gradient, zero
+  // moments, decoupled decay of zero).
+  void mask_gradients();
+  void mask_weights();
+
+  // The masks by name, for checkpoints; after restoring them, call restored().
+  model::NamedTensors state();
+  void restored();
+
+  const prune::StructuredMasksImpl& masks() const { return *masks_; }
+  int64_t kept_channels() const { return masks_->kept_channels(); }
+  int64_t kept_kv_groups() const { return masks_->kept_kv_groups(); }
+
+ private:
+  StudentPruning(const config::JobConfig& job, model::CausalLM student, torch::ScalarType compute_dtype);
+  prune::Importance importance(distill::DistillLoss& loss, FlatParameters& flat);
+  void refresh();  // masked tensors and the fake-quant layers' kept input columns
+
+  config::PruneSection section_;
+  std::string train_path_;
+  int64_t seq_len_, micro_batch_size_;
+  torch::ScalarType compute_dtype_;
+  model::CausalLM student_;
+  prune::StructuredMasks masks_{nullptr};
+  prune::PruneSchedule schedule_;
+  std::vector<prune::MaskedTensor> masked_;
+};
+
+// Makes the fake-quantized down_proj / o_proj of `student` multiply only the kept input
+// columns (quant::FakeQuantLinear::set_kept_inputs), so that their group-wise weight scales
+// and dynamic activation ranges are those of the compacted export; nothing without fake quant.
+void set_kept_inputs(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks);
+
+struct PrunedExport {
+  bool quantized = false;
+  int64_t parameters = 0;  // of the exported (compacted) model
+  int64_t intermediate_size = 0, attention_heads = 0, kv_heads = 0;
+};
+
+// Writes the student without its pruned structure to `dir` (rank 0 only): in the
+// compressed-tensors layout when fake quantization is attached (the compacted layers carry
+// its state), else a plain Hugging Face folder in fp32. Tokenizer files are copied from
+// `tokenizer_source` ("" = none).
+PrunedExport export_pruned(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
+                           const std::string& dir, const std::string& tokenizer_source);
+
+}  // namespace qtrain::trainer
