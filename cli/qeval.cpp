@@ -1,8 +1,10 @@
 // qeval: evaluates a Hugging Face checkpoint folder on a token file. For now: perplexity
 // under the window definition of docs/formats.md, on one rank or spread over MPI ranks.
+// A token file made with another tokenizer than the folder's is refused (docs/qdata.md).
 //   qeval --model DIR --data FILE.h5 --seq-len N [--batch-size B] [--max-windows K] [--json]
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -11,8 +13,10 @@
 #include "common/device.h"
 #include "common/dist.h"
 #include "data/token_file.h"
+#include "data/tokenizer_match.h"
 #include "eval/perplexity.h"
 #include "model/hf_checkpoint.h"
+#include "quant/load_compressed.h"
 
 namespace po = boost::program_options;
 
@@ -50,13 +54,23 @@ std::optional<Options> parse(int argc, char** argv) {
   return o;
 }
 
+// Ids only mean something with the tokenizer that made them: when the model folder holds its
+// tokenizer and the token file records a fingerprint, the two must agree (else exit status 2).
+void check_tokenizer(const std::string& model_dir, const qtrain::data::TokenFile& tokens) {
+  if (!tokens.tokenizer_fingerprint()) return;  // written by another tool: nothing to compare
+  const std::filesystem::path folder(model_dir);
+  if (!std::filesystem::exists(folder / "tokenizer.json") && !std::filesystem::exists(folder / "tokenizer.model")) return;
+  qtrain::data::check_tokenizer_fingerprint(tokens, *qtrain::data::load_tokenizer(model_dir));
+}
+
 int run(int argc, char** argv) {
   const auto options = parse(argc, argv);
   if (!options) return 0;
   const auto device = qtrain::resolve_device(options->device);
   const auto dtype = qtrain::resolve_dtype(options->dtype, device);
   auto tokens = qtrain::data::TokenFile::open(options->data);
-  auto model = qtrain::model::load_causal_lm(options->model, {device, dtype});
+  check_tokenizer(options->model, tokens);
+  auto model = qtrain::quant::load_for_eval(options->model, {device, dtype});
 
   qtrain::eval::PerplexityOptions eval_options;
   eval_options.seq_len = options->seq_len;

@@ -10,6 +10,9 @@
 #include "config/embedded.h"
 #include "config/load.h"
 #include "config/print.h"
+#include "common/compat.h"
+#include "common/dist.h"
+#include "trainer/estimate.h"
 #include "trainer/jobs.h"
 #include "trainer/run.h"
 
@@ -86,6 +89,10 @@ int run(int argc, char** argv) {
   const LoadedConfig config = load_config(cli.config_path, cli.overrides);
   if (cli.dry_run) {
     std::fputs(to_yaml(config).c_str(), stdout);
+    const bool gpu = config.job.model.device == "cuda" || (config.job.model.device == "auto" && qtrain::compat::cuda_available());
+    const int ranks = qtrain::dist::world_size();
+    std::fputs(qtrain::trainer::describe_estimate(qtrain::trainer::estimate_job(config.job, ranks, gpu), ranks, gpu).c_str(),
+               stdout);
     return 0;
   }
 

@@ -7,6 +7,7 @@ find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(Boost REQUIRED COMPONENTS program_options)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
+find_package(ZLIB REQUIRED)  # gzip-compressed corpus files (data/corpus_input.cpp)
 # No fmt/spdlog: PyTorch's wheel ships fmt 12 headers inside LibTorch's include folder,
 # which shadow Debian's fmt 9 headers while Debian's libfmt.so.9 is linked.
 
@@ -61,7 +62,7 @@ endif()
 target_link_libraries(qtrain_deps INTERFACE
   ${TORCH_LIBRARIES} MPI::MPI_C ${HDF5_C_LIBRARIES} Boost::program_options
   ${QTRAIN_YAML_TARGET} nlohmann_json::nlohmann_json
-  qtrain::pcre2 qtrain::utf8proc qtrain::xxhash ${CMAKE_DL_LIBS})
+  ZLIB::ZLIB qtrain::pcre2 qtrain::utf8proc qtrain::xxhash ${CMAKE_DL_LIBS})
 target_include_directories(qtrain_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})
 target_compile_definitions(qtrain_deps INTERFACE ${HDF5_C_DEFINITIONS} OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
 target_compile_options(qtrain_deps INTERFACE ${TORCH_CXX_FLAGS})

@@ -1,9 +1,62 @@
 #!/usr/bin/env bash
-# The README's first command: installs what is missing, builds, and runs the main job on
-# its embedded default config (configs/demo.yaml) on the CPU, with 2 MPI ranks.
+# The README's first command: installs what is missing, builds, and runs the demo on the CPU
+# with 2 MPI ranks, in three stages, each skipped when its output exists:
+#   1. data:    the demo corpus (English kernel documentation) in GPT-2 tokens, into
+#               .cache/demo/{train,val}.h5 (scripts/prepare-demo-data.sh)
+#   2. teacher: a small Llama trained from scratch on it (configs/demo_teacher.yaml), whose
+#               last checkpoint becomes the Hugging Face folder .cache/demo/teacher
+#   3. student: the main job on its embedded default config (configs/demo.yaml, qtrain
+#               without --config): a smaller student distilled from that teacher
+# A second run reuses the data and the teacher, and the student's run (checkpoint.resume:
+# auto) finds itself finished and only evaluates. Extra arguments go to the last qtrain,
+# e.g. `scripts/demo.sh --dry-run` prints its resolved config (and runs nothing else).
+# BUILD_DIR (default build) is the build folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build="${BUILD_DIR:-build}"
 scripts/install-deps.sh
-scripts/build.sh
+BUILD_DIR="$build" scripts/build.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # containers run as root
-mpirun --oversubscribe -n 2 build/qtrain "$@"
+qtrain=(mpirun --oversubscribe -n 2 "$build/qtrain")
+
+# Options that print and exit go straight to qtrain: no data, no teacher.
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run|--help|-h|--version|--print-config-reference) exec "${qtrain[@]}" "$@" ;;
+  esac
+done
+
+# Under mpirun the ranks' stderr is a pipe, so qtrain's `auto` would print progress lines;
+# when this script runs on a terminal, ask for the redrawn bar.
+progress=lines
+[ -t 2 ] && progress=bar
+
+demo=.cache/demo
+stage() { printf '\n== demo: %s\n' "$*"; }
+
+stage "1/3 data: demo corpus -> $demo/train.h5, $demo/val.h5"
+scripts/prepare-demo-data.sh "$build"
+
+stage "2/3 teacher: train a small Llama from scratch (configs/demo_teacher.yaml) -> $demo/teacher"
+if [ -f "$demo/teacher/model.safetensors" ]; then
+  echo "demo: $demo/teacher exists; not trained again (delete it, and $demo/teacher-run, to retrain)"
+else
+  "${qtrain[@]}" --config configs/demo_teacher.yaml --set logging.progress="$progress"
+  # The last checkpoint is a Hugging Face folder (config.json + model.safetensors); with GPT-2's
+  # tokenizer beside it, qtrain and qeval check that token files were made with that tokenizer.
+  run="$demo/teacher-run/checkpoints"
+  last="$run/$(cat "$run/latest")"
+  rm -rf "$demo/teacher.tmp"
+  mkdir -p "$demo/teacher.tmp"
+  cp "$last/config.json" "$last/model.safetensors" "$demo/teacher.tmp/"
+  cp .cache/corpus/gpt2/tokenizer.json "$demo/teacher.tmp/"
+  mv "$demo/teacher.tmp" "$demo/teacher"  # last: its presence means the teacher is complete
+  echo "demo: teacher = $last -> $demo/teacher"
+fi
+# The same windows as the student's evaluation (configs/demo.yaml, eval section).
+"$build/qeval" --model "$demo/teacher" --data "$demo/val.h5" --seq-len 256 --batch-size 16 --max-windows 64 \
+  | sed 's/^/demo: teacher /'
+
+stage "3/3 student: distil a smaller student from the teacher (configs/demo.yaml, embedded in qtrain)"
+"${qtrain[@]}" --set logging.progress="$progress" "$@"
+echo "demo: done; metrics in runs/demo/metrics.jsonl, TensorBoard: tensorboard --logdir runs/demo/tensorboard"

@@ -1,9 +1,13 @@
 // The built qeval: --json output equals transformers' perplexity, under mpirun the ranks
-// split the windows and agree, and bad input exits with status 2 and one line naming it.
+// split the windows and agree, bad input exits with status 2 and one line naming it, and
+// a token file made with another tokenizer than the model folder's is refused.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "data/token_writer.h"
+#include "data/tokenizer.h"
 #include "tests/test_util.h"
 
 namespace qtrain {
@@ -63,6 +67,76 @@ TEST(QevalCli, AnErrorOnTwoRanksEndsTheJobWithStatus2) {
                             testing::mpirun(2));
   EXPECT_EQ(run.status, 2) << run.err;
   EXPECT_NE(run.err.find("not a checkpoint folder"), std::string::npos) << run.err;
+}
+
+// GPT-2's tokenizer cut down to its 256 byte tokens (ids 0..255, no merges, no added
+// tokens): a real byte-level BPE tokenizer, with its own fingerprint, whose ids fit the
+// 256-id fixture models.
+std::filesystem::path write_byte_tokenizer(const std::filesystem::path& dir) {
+  auto json = nlohmann::json::parse(testing::read_text(testing::fixture("tokenizer/gpt2/tokenizer.json")));
+  nlohmann::json vocab = nlohmann::json::object();
+  for (const auto& [piece, id] : json["model"]["vocab"].items())
+    if (id.get<int>() < 256) vocab[piece] = id;
+  json["model"]["vocab"] = vocab;
+  json["model"]["merges"] = nlohmann::json::array();
+  json["added_tokens"] = nlohmann::json::array();
+  const auto path = dir / "byte_tokenizer.json";
+  std::ofstream(path) << json.dump();
+  return path;
+}
+
+// The fixture model's files, plus `tokenizer` as the folder's tokenizer.json.
+std::filesystem::path model_with_tokenizer(const std::filesystem::path& dir, const std::filesystem::path& tokenizer) {
+  const auto folder = dir / "model";
+  std::filesystem::create_directories(folder);
+  for (const auto& entry : std::filesystem::directory_iterator(testing::fixture("llama_gqa_llama3")))
+    std::filesystem::copy_file(entry.path(), folder / entry.path().filename());
+  std::filesystem::copy_file(tokenizer, folder / "tokenizer.json");
+  return folder;
+}
+
+// The tokenizer fixture's corpus, encoded with `tokenizer`, as a token file with its fingerprint.
+std::filesystem::path write_tokens(const std::filesystem::path& path, const data::Tokenizer& tokenizer) {
+  data::TokenFileWriter writer(path.string(), {tokenizer.vocab_size(), tokenizer.fingerprint(), data::TokenType::uint16});
+  writer.append_document(tokenizer.encode(testing::read_text(testing::fixture("tokenizer/corpus.txt"))));
+  writer.commit();
+  return path;
+}
+
+TEST(QevalCli, RefusesTokensMadeWithAnotherTokenizerThanTheModelFolders) {
+  const auto dir = testing::scratch_dir();
+  const auto bytes = data::load_tokenizer(write_byte_tokenizer(dir).string());
+  const auto gpt2 = data::load_tokenizer(testing::fixture("tokenizer/gpt2/tokenizer.json").string());
+  ASSERT_NE(bytes->fingerprint(), gpt2->fingerprint());
+  const auto tokens = write_tokens(dir / "tokens.h5", *bytes);
+
+  // The folder's tokenizer made the file: evaluated.
+  const auto same_dir = dir / "same";
+  std::filesystem::create_directories(same_dir);
+  const auto same = model_with_tokenizer(same_dir, dir / "byte_tokenizer.json");
+  const auto ok = run_tool(dir, "qeval", "--model '" + same.string() + "' --data '" + tokens.string() +
+                                            "' --seq-len 32 --device cpu --json");
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_GT(nlohmann::json::parse(ok.out)["windows"].get<int64_t>(), 0);
+
+  // GPT-2's tokenizer in the folder: refused before the model is loaded, naming both.
+  const auto other_dir = dir / "other";
+  std::filesystem::create_directories(other_dir);
+  const auto other = model_with_tokenizer(other_dir, testing::fixture("tokenizer/gpt2/tokenizer.json"));
+  const auto refused = run_tool(dir, "qeval", "--model '" + other.string() + "' --data '" + tokens.string() +
+                                                 "' --seq-len 32 --device cpu --json");
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_EQ(refused.err, "qeval: error: " + tokens.string() +
+                             ": key 'tokenizer_fingerprint': token file was made with another tokenizer: its "
+                             "tokenizer_fingerprint is " + bytes->fingerprint() + ", " + (other / "tokenizer.json").string() +
+                             " has " + gpt2->fingerprint() +
+                             " (expected: token files made by qdata with the model's tokenizer)\n");
+  EXPECT_EQ(refused.out, "");
+
+  // A file without a fingerprint (tokens.h5, written by h5py) cannot be checked: evaluated.
+  const auto unchecked = run_tool(dir, "qeval", "--model '" + other.string() +
+                                                   "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu --json");
+  EXPECT_EQ(unchecked.status, 0) << unchecked.err;
 }
 
 }  // namespace

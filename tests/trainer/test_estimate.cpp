@@ -1,0 +1,59 @@
+// The dry-run estimate (trainer/estimate.h) against what a job measured: the ~1.2B
+// Llama-3.2-1B-shape distillation of docs/performance.md peaked at 47.1 GiB per H100.
+#include "trainer/estimate.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "model/model_config.h"
+#include "tests/test_util.h"
+
+namespace qtrain::trainer {
+namespace {
+
+// configs/gpu_distill_1b.yaml with its teacher, the shape scripts/make_random_teacher.py makes.
+config::JobConfig distill_1b(const std::filesystem::path& dir) {
+  std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": true,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 4096})";
+  config::JobConfig job;
+  job.model.teacher = dir.string();
+  job.model.student = "copy";
+  job.data.seq_len = 2048;
+  job.data.micro_batch_size = 2;
+  job.data.global_batch_size = 16;
+  return job;
+}
+
+TEST(Estimate, MatchesTheMeasuredPeakOfThe1BDistillation) {
+  const auto dir = testing::scratch_dir();
+  const auto job = distill_1b(dir);
+  const double parameters = static_cast<double>(model::ModelConfig::from_file((dir / "config.json").string()).num_parameters());
+  const JobEstimate e = estimate_job(job, 1, true);
+  ASSERT_EQ(e.problem, "");
+  EXPECT_DOUBLE_EQ(e.student_parameters, parameters);
+  EXPECT_NEAR(parameters, 1.2358e9, 0.0001e9);  // Llama-3.2-1B
+  EXPECT_DOUBLE_EQ(e.weights_grads_optimizer_bytes, 16 * parameters);
+  EXPECT_DOUBLE_EQ(e.teacher_bytes, 2 * parameters);
+  EXPECT_DOUBLE_EQ(e.logits_bytes, 40.0 * 4096 * 128256);
+  EXPECT_DOUBLE_EQ(e.tokens_per_step, 16.0 * 2048);
+  // Measured: 47.1 GiB (torch.cuda.max_memory_allocated, H100 and H200). Within 5%.
+  EXPECT_NEAR(e.total_bytes / (1ull << 30), 47.1, 0.05 * 47.1);
+
+  const std::string text = describe_estimate(e, 1, true);
+  EXPECT_NE(text.find("# estimate per rank (1 rank, GPU, bf16 compute"), std::string::npos) << text;
+  EXPECT_NE(text.find("#   total about 50."), std::string::npos) << text;
+}
+
+TEST(Estimate, SaysWhyItCannotEstimate) {
+  config::JobConfig job;
+  job.model.teacher = "/nonexistent/teacher";
+  const JobEstimate e = estimate_job(job, 2, false);
+  EXPECT_NE(e.problem.find("/nonexistent/teacher"), std::string::npos) << e.problem;
+  EXPECT_EQ(describe_estimate(e, 2, false).rfind("# estimate: not available (", 0), 0u);
+}
+
+}  // namespace
+}  // namespace qtrain::trainer
