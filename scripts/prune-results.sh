@@ -9,7 +9,7 @@
 #   scripts/prune-results.sh [BUILD_DIR]      (default build; needs qtrain and qeval built)
 # Environment: TEACHER (default .cache/demo/teacher if it exists, else the test fixture),
 # TRAIN / VAL token files, STEPS (recovery steps, default 200), MULTIPLE (default 16),
-# OUT (default runs/prune-results), RANKS (default 1; > 1 runs under mpirun).
+# OUT (default runs/prune-results), RANKS (default 1; > 1 runs under mpirun), ROWS (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -37,9 +37,9 @@ teacher_ppl=$("$build/qeval" --model "$TEACHER" --data "$VAL" --seq-len 64 --jso
 echo "teacher $TEACHER: perplexity $teacher_ppl on $VAL"
 printf '| %-28s | %-12s | %-10s | %-22s | %-22s | %-22s |\n' "pruned" "kept (I, kv)" "parameters" \
   "no recovery: masked" "no recovery: exported" "distilled $STEPS steps: masked / exported"
-# name mlp_sparsity heads_sparsity importance
-rows=("mlp25 0.25 0 activation" "mlp50 0.5 0 activation" "mlp50-kv50 0.5 0.5 activation"
-      "mlp50-magnitude 0.5 0 magnitude")
+# Rows: "name mlp_sparsity heads_sparsity importance", ';'-separated in ROWS. KV-group rows
+# need a teacher with at least 2 KV heads (the demo teacher has 1; the fixture has 2).
+IFS=';' read -r -a rows <<<"${ROWS:-mlp25 0.25 0 activation;mlp50 0.5 0 activation;mlp50-magnitude 0.5 0 magnitude}"
 for row in "${rows[@]}"; do
   read -r name mlp heads importance <<<"$row"
   args=("${common[@]}" --set "prune.mlp_sparsity=$mlp" --set "prune.heads_sparsity=$heads"
