@@ -11,14 +11,22 @@
 
 namespace qtrain::compat {
 
-// Causal attention over [batch, heads, seq, head_dim] with kv heads already expanded.
-// 2.x: the fused SDPA kernels (flash / memory-efficient on CUDA). 1.13: the plain math
-// form with the softmax in fp32, as transformers' eager attention computes it.
+// Causal attention over [batch, heads, seq, head_dim] with kv heads already expanded. With
+// fewer queries than keys (decoding with a KV cache) the queries are the last positions:
+// the mask is aligned to the bottom right. 2.x: the fused SDPA kernels (flash /
+// memory-efficient on CUDA); SDPA's is_causal aligns top left, so it is only used for
+// square masks. 1.13: the plain math form with the softmax in fp32, as transformers' eager
+// attention computes it.
 inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
                                       const torch::Tensor& v, double scale) {
 #if QTRAIN_TORCH_2
-  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
-                                          /*is_causal=*/true, /*scale=*/scale);
+  const auto len_q = q.size(-2), len_k = k.size(-2);
+  if (len_q == len_k || len_q == 1) {  // square: causal; one query (the last): sees every key
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
+                                            /*is_causal=*/len_q == len_k, /*scale=*/scale);
+  }
+  auto allowed = torch::ones({len_q, len_k}, torch::dtype(torch::kBool).device(q.device())).tril(len_k - len_q);
+  return at::scaled_dot_product_attention(q, k, v, allowed, /*dropout_p=*/0.0, /*is_causal=*/false, /*scale=*/scale);
 #else
   auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
   const auto len_q = q.size(-2), len_k = k.size(-2);

@@ -21,19 +21,31 @@ CausalLMImpl::CausalLMImpl(ModelConfig config)
     lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false));
 }
 
-torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs) {
+torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs,
+                                          KvCache* cache) {
   const auto seq = input_ids.size(1);
-  if (config_.sliding_window && seq > *config_.sliding_window)
-    throw Error("sequence of " + std::to_string(seq) + " tokens exceeds the model's sliding window of " +
+  const auto offset = cache ? cache->length() : 0;  // position of the first new token
+  if (config_.sliding_window && offset + seq > *config_.sliding_window)
+    throw Error("sequence of " + std::to_string(offset + seq) + " tokens exceeds the model's sliding window of " +
                 std::to_string(*config_.sliding_window) + ", which qtrain does not implement yet")
         .key("sliding_window");
   auto h = model->embed_tokens(input_ids);
-  auto [cos, sin] = rotary_.cos_sin(seq, 0, h.device(), h.scalar_type());
+  auto [cos, sin] = rotary_.cos_sin(seq, offset, h.device(), h.scalar_type());
+  int64_t index = 0;
   for (const auto& layer : *model->layers) {
-    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin);
+    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, cache, index++);
     if (layer_outputs) layer_outputs->push_back(h);
   }
+  if (cache) cache->advance(seq);
   return model->norm(h);
+}
+
+torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids, KvCache& cache) {
+  return logits(hidden_states(input_ids, nullptr, &cache));
+}
+
+KvCache CausalLMImpl::make_kv_cache(int64_t capacity) const {
+  return KvCache(static_cast<int64_t>(model->layers->size()), capacity);
 }
 
 const torch::Tensor& CausalLMImpl::lm_head_weight() const {

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "model/layers.h"
 #include "model/model_config.h"
 #include "model/rope.h"
@@ -27,9 +28,17 @@ class CausalLMImpl : public torch::nn::Module {
 
   // input_ids [batch, seq] (int64) -> logits [batch, seq, vocab] in the model's dtype.
   torch::Tensor forward(const torch::Tensor& input_ids);
+  // Incremental decoding: input_ids [batch, new] are the positions after the `cache.length()`
+  // cached ones; returns their logits [batch, new, vocab] and appends their keys and values
+  // to the cache. Prefill is the first call on an empty cache.
+  torch::Tensor forward(const torch::Tensor& input_ids, KvCache& cache);
   // Final normalised hidden states [batch, seq, hidden]. If `layer_outputs` is given, the
   // residual stream after each decoder layer is appended to it (for hidden-state losses).
-  torch::Tensor hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs = nullptr);
+  // With `cache`, as forward(input_ids, cache).
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, std::vector<torch::Tensor>* layer_outputs = nullptr,
+                              KvCache* cache = nullptr);
+  // An empty cache for this model holding up to `capacity` positions.
+  KvCache make_kv_cache(int64_t capacity) const;
   // hidden [.., hidden] -> logits [.., vocab].
   torch::Tensor logits(const torch::Tensor& hidden);
   const torch::Tensor& lm_head_weight() const;

@@ -63,7 +63,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     KvCache* cache, int64_t layer) {
   const auto batch = x.size(0), seq = x.size(1);
   auto q = q_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
   auto k = k_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
@@ -71,10 +72,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
   if (kv_hook_) std::tie(k, v) = kv_hook_->forward(k, v);
+  if (cache) std::tie(k, v) = cache->append(layer, k, v);  // all positions so far
+  const auto kv_len = k.size(2);
   const auto groups = q.size(1) / k.size(1);  // from the tensors: pruning may remove heads
   if (groups > 1) {  // grouped-query attention: each kv head serves `groups` query heads
-    k = k.unsqueeze(2).expand({batch, k.size(1), groups, seq, head_dim}).reshape({batch, -1, seq, head_dim});
-    v = v.unsqueeze(2).expand({batch, v.size(1), groups, seq, head_dim}).reshape({batch, -1, seq, head_dim});
+    k = k.unsqueeze(2).expand({batch, k.size(1), groups, kv_len, head_dim}).reshape({batch, -1, kv_len, head_dim});
+    v = v.unsqueeze(2).expand({batch, v.size(1), groups, kv_len, head_dim}).reshape({batch, -1, kv_len, head_dim});
   }
   auto out = compat::causal_attention(q, k, v, 1.0 / std::sqrt(static_cast<double>(head_dim)));
   return o_proj(out.transpose(1, 2).reshape({batch, seq, -1}));
@@ -92,8 +95,9 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
   mlp = register_module("mlp", MLP(c));
 }
 
-torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  auto h = x + self_attn(input_layernorm(x), cos, sin);
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        KvCache* cache, int64_t layer) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "model/kv_cache.h"
 #include "model/model_config.h"
 
 namespace qtrain::model {
@@ -73,6 +74,8 @@ TORCH_MODULE(MLP);
 // Something that transforms the keys and values that attention caches (KV-cache
 // quantization), after the rotary embedding, before the product. Registered as a submodule
 // ("kv_cache") so that its state is part of the model's; the model does not know what it does.
+// With a KvCache the hook sees only the new positions before they are cached, so it must
+// treat positions independently (per-channel static or per-token scales are).
 class KvCacheHook : public torch::nn::Module {
  public:
   // k, v: [batch, kv_heads, seq, head_dim] -> the same shapes.
@@ -82,8 +85,11 @@ class KvCacheHook : public torch::nn::Module {
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
-  // x: [batch, seq, hidden]; cos/sin: [seq, head_dim]. Causal, no padding.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  // x: [batch, seq, hidden]; cos/sin: [seq, head_dim]. Causal, no padding. With `cache`, x
+  // holds the positions after the cached ones: their keys and values are appended to the
+  // cache's layer `layer` and the queries attend to all cached positions.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        KvCache* cache = nullptr, int64_t layer = 0);
   void set_kv_cache_hook(std::shared_ptr<KvCacheHook> hook);
   const std::shared_ptr<KvCacheHook>& kv_cache_hook() const { return kv_hook_; }
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
@@ -97,7 +103,8 @@ TORCH_MODULE(Attention);
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   explicit DecoderLayerImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        KvCache* cache = nullptr, int64_t layer = 0);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
