@@ -5,6 +5,7 @@
 //   qeval --model DIR --tasks A.jsonl[,B.jsonl] [--tokenizer T]   (multiple choice, docs/eval.md)
 //   qeval --model DIR --generate "prompt" | --prompt-ids 1,2,3 [--max-new-tokens N] [--temperature T]
 //         [--top-k K] [--top-p P] [--seed S]                     (generation with a KV cache)
+//   qeval --report RUN_DIR [--output FILE]   (the run report, docs/report.md)
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include "eval/generate.h"
 #include "eval/multiple_choice.h"
 #include "eval/perplexity.h"
+#include "eval/report.h"
 #include "model/hf_checkpoint.h"
 #include "quant/load_compressed.h"
 
@@ -68,7 +70,10 @@ std::optional<Options> parse(int argc, char** argv) {
       ("top-p", po::value(&o.sampling.top_p)->default_value(1.0), "sample within the top-p nucleus; 1 = all")
       ("seed", po::value(&o.sampling.seed)->default_value(0), "seed of the sampling generator")
       ("ignore-eos", po::bool_switch(&o.ignore_eos), "do not stop at the tokenizer's EOS")
-      ("json", po::bool_switch(&o.json), "print one JSON object instead of text");
+      ("json", po::bool_switch(&o.json), "print one JSON object instead of text")
+      ("report", po::value<std::string>(), "RUN_DIR: write the HTML report of a qtrain run folder (docs/report.md) "
+                                           "and exit; no other option is needed")
+      ("output", po::value<std::string>(), "with --report: the file to write (default RUN_DIR/report.html)");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
   if (vm.count("help")) {
@@ -93,6 +98,19 @@ void check_tokenizer(const std::string& model_dir, const qtrain::data::TokenFile
   const std::filesystem::path folder(model_dir);
   if (!std::filesystem::exists(folder / "tokenizer.json") && !std::filesystem::exists(folder / "tokenizer.model")) return;
   qtrain::data::check_tokenizer_fingerprint(tokens, *qtrain::data::load_tokenizer(model_dir));
+}
+
+// qeval --report RUN_DIR [--output FILE]: the run report alone, before the options that
+// evaluating a model requires are parsed.
+std::optional<std::string> report_request(int argc, char** argv) {
+  std::string dir, output;
+  po::options_description desc;
+  desc.add_options()("report", po::value(&dir))("output", po::value(&output));
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(desc).allow_unregistered().run(), vm);
+  po::notify(vm);
+  if (dir.empty()) return std::nullopt;
+  return qtrain::eval::write_report(dir, output);
 }
 
 std::unique_ptr<qtrain::data::Tokenizer> load_tokenizer(const Options& o) {
@@ -179,6 +197,10 @@ nlohmann::json run_generation(qtrain::model::CausalLMImpl& model, const Options&
 }
 
 int run(int argc, char** argv) {
+  if (const auto report = report_request(argc, argv)) {
+    std::printf("qeval: report %s\n", report->c_str());
+    return 0;
+  }
   const auto options = parse(argc, argv);
   if (!options) return 0;
   const auto device = qtrain::resolve_device(options->device);

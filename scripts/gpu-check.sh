@@ -10,6 +10,7 @@ nvidia-smi -L
 scripts/build.sh -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED|Error" -A6 "$OUT/build.log" | head -60; exit 1; }
 grep -q "QTRAIN_WITH_CUDA:INTERNAL=ON\|CUDA + NCCL on" build/CMakeCache.txt build/*.log 2>/dev/null; true
 export OMPI_MCA_plm_rsh_agent=false  # one node: no ssh needed (the machine has none)
+export QTRAIN_NO_BROWSER=1  # no chromium there (no network): the report's browser test is CI's
 ctest --test-dir build --output-on-failure -j 8 > "$OUT/ctest.log" 2>&1; echo "ctest exit $?"; tail -5 "$OUT/ctest.log"
 s=build/test-scratch
 python3 tests/fixtures/check_saved_in_transformers.py \

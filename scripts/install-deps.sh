@@ -4,13 +4,15 @@
 # libopenblas0-openmp: libtorch-dev alone pulls in the reference BLAS (libblas3), with which
 # training on the CPU is about 10x slower; OpenBLAS then provides libblas.so.3 (alternatives),
 # built for the OpenMP runtime that LibTorch uses.
+# chromium: the run report's test opens report.html in headless Chromium (docs/report.md).
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev libopenblas0-openmp libyaml-cpp-dev libhdf5-dev libboost-program-options-dev
       nlohmann-json3-dev libgtest-dev libgmock-dev
       libopenmpi-dev openmpi-bin
       libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev
-      zlib1g-dev)
+      zlib1g-dev
+      chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

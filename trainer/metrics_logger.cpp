@@ -24,6 +24,7 @@ MetricsLogger::~MetricsLogger() {
 void MetricsLogger::log(int64_t step, const nlohmann::json& record, const std::string& prefix) {
   nlohmann::json line = record;
   line["step"] = step;
+  line["kind"] = prefix;  // train, eval, export, prune: which rows the run report plots
   if (jsonl_) {
     std::fprintf(jsonl_, "%s\n", line.dump().c_str());
     std::fflush(jsonl_);

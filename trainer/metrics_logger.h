@@ -15,8 +15,8 @@ class MetricsLogger {
  public:
   MetricsLogger(const std::string& output_dir, bool jsonl, bool tensorboard);
   ~MetricsLogger();
-  // `record` is a flat object of numbers (plus "step"); numbers also go to TensorBoard as
-  // "<prefix>/<key>".
+  // `record` is a flat object of numbers; the line gets "step" and "kind": `prefix`. The
+  // numbers also go to TensorBoard as "<prefix>/<key>".
   void log(int64_t step, const nlohmann::json& record, const std::string& prefix = "train");
 
  private:

@@ -15,6 +15,7 @@
 #include "data/token_file.h"
 #include "data/tokenizer_match.h"
 #include "eval/perplexity.h"
+#include "eval/report.h"
 #include "model/flops.h"
 #include "quant/export.h"
 #include "quant/load_compressed.h"
@@ -25,6 +26,7 @@
 #include "trainer/models.h"
 #include "trainer/pruning.h"
 #include "trainer/quantization.h"
+#include "trainer/results.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 #include "trainer/training_state.h"
@@ -114,12 +116,13 @@ double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
 // The compressed-tensors export of the trained student, and its integer perplexity next to
 // the fake-quant one (docs/quantization.md).
 void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, double fake_quant_ppl,
-                        MetricsLogger* metrics, int64_t step) {
+                        MetricsLogger* metrics, int64_t step, RunResults& results) {
   const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
   if (dist::is_main()) {
     quant::ExportOptions options;
     options.tokenizer_source = tokenizer_source(job);
     const auto summary = quant::export_compressed_tensors(student, dir, options);
+    results.exported(student, dir);
     std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
                 (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
                 static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
@@ -128,7 +131,7 @@ void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& stude
   if (job.data.validation.empty()) return;
   const auto device = student.model->embed_tokens->weight.device();
   auto exported = quant::load_for_eval(dir, {device, resolve_dtype(job.model.dtype, device)});
-  const double ppl = evaluate(*exported, job);
+  const double ppl = results.measure("export", *exported, step);
   if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
   if (dist::is_main())
     std::printf("qtrain: perplexity on %s: fake-quant student %.4f, exported integer checkpoint %.4f (%+.3f%%)\n",
@@ -138,11 +141,12 @@ void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& stude
 // The pruned (and, with fake quantization, quantized) export of the trained student, and
 // its perplexity next to the masked student's, which it equals (docs/pruning.md).
 void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, const StudentPruning& pruning,
-                               double masked_ppl, MetricsLogger* metrics, int64_t step) {
+                               double masked_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
   const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
   bool quantized = false;
   if (dist::is_main()) {
     const auto summary = export_pruned(student, pruning.masks(), dir, tokenizer_source(job));
+    results.exported(student, dir);
     quantized = summary.quantized;
     std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
                 "%lld kv heads) to %s\n",
@@ -155,11 +159,20 @@ void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl
   const auto device = student.model->embed_tokens->weight.device();
   const model::LoadOptions options{device, resolve_dtype(job.model.dtype, device)};
   auto exported = quantized ? quant::load_for_eval(dir, options) : model::load_causal_lm(dir, options);
-  const double ppl = evaluate(*exported, job);
+  const double ppl = results.measure("export", *exported, step);
   if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
   if (dist::is_main())
     std::printf("qtrain: perplexity on %s: masked student %.4f, exported pruned checkpoint %.4f (%+.3f%%)\n",
                 job.data.validation.c_str(), masked_ppl, ppl, 100.0 * (ppl - masked_ppl) / masked_ppl);
+}
+
+// The run report (docs/report.md); a run that trained to the end does not fail over it.
+void write_report(const std::string& output_dir) {
+  try {
+    std::printf("qtrain: report %s\n", eval::write_report(output_dir).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qtrain: warning: no report: %s\n", e.what());
+  }
 }
 
 nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
@@ -207,6 +220,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
                             job.training.steps, job.training.schedule};
 
   // Resume.
+  RunResults results(job);
   CheckpointManager checkpoints(job.run.output_dir, job.checkpoint.keep_last);
   TrainingState state;
   if (const auto from = resume_point(job.checkpoint, checkpoints)) {
@@ -221,8 +235,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
     if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
-  } else if (quantized) {
-    initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
+  } else {
+    if (quantized) initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
+    results.at_start(teacher ? teacher.get() : nullptr, *student);  // teacher and PTQ perplexity for the report
   }
   auto save = [&] {
     if (!main_rank) return;
@@ -335,16 +350,18 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   double final_ppl = 0.0;
   if (!job.data.validation.empty()) {
     watchdog.beat("final evaluation");
-    const double ppl = evaluate(*student, job);
+    const double ppl = results.measure("student", *student, state.step);
     if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
     if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
                                job.data.validation.c_str());
     final_ppl = ppl;
   }
   if (pruning && job.prune.export_at_end)
-    export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step);
+    export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step, results);
   else if (quantized && job.quant.export_at_end)
-    export_and_compare(job, *student, final_ppl, metrics.get(), state.step);
+    export_and_compare(job, *student, final_ppl, metrics.get(), state.step, results);
+  metrics.reset();  // flushed and closed before the report reads metrics.jsonl
+  if (main_rank) write_report(job.run.output_dir);
   return 0;
 }
 

@@ -1,0 +1,71 @@
+// Sizes from the safetensors headers and config.json's quantization_config targets.
+#include "quant/export_size.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/error.h"
+#include "model/safetensors.h"
+#include "quant/compressed_tensors.h"
+
+namespace qtrain::quant {
+
+namespace fs = std::filesystem;
+
+double FolderSize::bits_per_weight() const {
+  if (quantized_weights > 0) return 8.0 * static_cast<double>(quantized_bytes) / static_cast<double>(quantized_weights);
+  return elements > 0 ? 8.0 * static_cast<double>(tensor_bytes) / static_cast<double>(elements) : 0.0;
+}
+
+namespace {
+
+std::set<std::string> quantized_targets(const fs::path& dir) {
+  std::set<std::string> out;
+  std::ifstream in(dir / "config.json");
+  if (!in) return out;
+  const auto config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded() || !config.contains("quantization_config")) return out;
+  const auto groups = config["quantization_config"].value("config_groups", nlohmann::json::object());
+  for (const auto& [_, group] : groups.items())
+    if (group.contains("weights") && !group["weights"].is_null())
+      for (const auto& target : group.value("targets", nlohmann::json::array())) out.insert(target.get<std::string>());
+  return out;
+}
+
+}  // namespace
+
+FolderSize folder_size(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw Error("not a folder").file(dir);
+  FolderSize size;
+  const auto targets = quantized_targets(dir);
+  size.quantized_linears = static_cast<int64_t>(targets.size());
+  for (const auto& item : fs::directory_iterator(dir)) {
+    const auto name = item.path().filename().string();
+    if (name.rfind("model", 0) != 0 || item.path().extension() != ".safetensors") continue;  // not e.g. reference data
+    size.file_bytes += static_cast<int64_t>(fs::file_size(item.path()));
+    const auto file = model::SafetensorsFile::open(item.path().string());
+    for (const auto& entry : file->entries()) {
+      const auto bytes = static_cast<int64_t>(entry.end - entry.begin);
+      int64_t elements = 1;
+      for (auto d : entry.shape) elements *= d;
+      size.tensor_bytes += bytes;
+      size.elements += elements;
+      const auto dot = entry.name.rfind('.');
+      const auto module = entry.name.substr(0, dot);
+      if (dot == std::string::npos || !targets.count(module)) continue;
+      size.quantized_bytes += bytes;
+      const auto suffix = entry.name.substr(dot);
+      if (suffix == std::string(".") + ct::kWeightShape) {
+        const auto shape = file->tensor(entry.name).to(torch::kInt64);
+        size.quantized_weights += shape.prod().item<int64_t>();
+      } else if (suffix == std::string(".") + ct::kWeight) {
+        size.quantized_weights += elements;
+      }
+    }
+  }
+  return size;
+}
+
+}  // namespace qtrain::quant
