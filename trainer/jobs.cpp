@@ -18,6 +18,7 @@
 #include "quant/ptq.h"
 #include "quant/quantized_model.h"
 #include "trainer/checkpoint.h"
+#include "trainer/pruning.h"
 #include "trainer/quantization.h"
 
 namespace qtrain::trainer {
@@ -70,18 +71,35 @@ int run_export(const ExportJob& job) {
   const auto loaded = config::load_config_text(state["config_yaml"].get<std::string>(),
                                                (fs::path(job.checkpoint) / "trainer_state.json").string());
   model::CausalLM student(model::ModelConfig::from_file((fs::path(job.checkpoint) / "config.json").string()));
-  if (!attach_quantization(loaded.job.quant, *student))
-    throw Error("the run had no quantization (quant.rules is empty): nothing to export in compressed-tensors form")
+  const bool quantized = attach_quantization(loaded.job.quant, *student);
+  // A pruned run exports without its pruned structure (docs/pruning.md), quantized or not.
+  auto pruning = StudentPruning::attach(loaded.job, student, torch::kFloat32);
+  if (!quantized && !pruning)
+    throw Error("the run had neither quantization nor pruning: nothing to export (its checkpoint folder is already a "
+                "Hugging Face folder)")
         .file(job.checkpoint)
-        .key("quant.rules");
+        .key("quant.rules")
+        .expected("a checkpoint of a run with quant.rules or prune sparsities");
   model::NamedTensors weights;
   for (auto& item : student->named_parameters())
     if (item.key().find(".quant.") == std::string::npos) weights.emplace_back(item.key(), item.value());
   ck.restore("model", weights);
-  ck.restore("quant", quantization_state(*student));
-  refresh_quantization(*student);
+  if (quantized) {
+    ck.restore("quant", quantization_state(*student));
+    refresh_quantization(*student);
+  }
   std::string tokenizer = job.tokenizer;
   if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
+  if (pruning) {
+    ck.restore("prune", pruning->state());
+    pruning->restored();
+    const auto e = export_pruned(*student, pruning->masks(), job.output, tokenizer);
+    std::printf("qtrain export: %s -> %s (pruned%s: %lld parameters; intermediate_size %lld, %lld attention heads, %lld "
+                "KV heads)\n",
+                job.checkpoint.c_str(), job.output.c_str(), e.quantized ? ", quantized" : "", (long long)e.parameters,
+                (long long)e.intermediate_size, (long long)e.attention_heads, (long long)e.kv_heads);
+    return 0;
+  }
   const auto s = quant::export_compressed_tensors(*student, job.output, {torch::kBFloat16, tokenizer});
   std::printf("qtrain export: %s -> %s (%lld quantized linears, %.3f bits per quantized weight)\n", job.checkpoint.c_str(),
               job.output.c_str(), (long long)s.quantized_linears, s.bits_per_quantized_weight());

@@ -331,9 +331,9 @@ TEST(ConfigFiles, EmbeddedDefaultIsConfigsDemo) {
   const LoadedConfig embedded = load_config(std::nullopt, {});
   const LoadedConfig demo = load_config((testing::source_dir() / "configs/demo.yaml").string(), {});
   EXPECT_EQ(embedded.origin, "<embedded configs/demo.yaml>");
-  EXPECT_EQ(embedded.job.model.teacher, "tests/fixtures/llama_gqa_llama3");
-  EXPECT_EQ(embedded.job.data.train, "tests/fixtures/tokens.h5");
-  EXPECT_EQ(embedded.job.data.seq_len, 64);
+  EXPECT_EQ(embedded.job.model.teacher, ".cache/demo/teacher");
+  EXPECT_EQ(embedded.job.data.train, ".cache/demo/train.h5");
+  EXPECT_EQ(embedded.job.data.seq_len, 256);
   JobConfig a = embedded.job, b = demo.job;
   EXPECT_EQ(to_yaml(bind(a)), to_yaml(bind(b)));
 }

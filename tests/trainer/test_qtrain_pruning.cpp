@@ -81,6 +81,11 @@ TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
   auto exported = model::load_causal_lm((dir / "full/export").string());
   EXPECT_EQ(exported->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight.size(0), 32);
   EXPECT_NEAR(validation_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
+  // `qtrain export` of the last checkpoint removes the same structure, to the same bytes.
+  const auto again = run_tool(dir, "qtrain", "export --checkpoint " + (dir / "full/checkpoints/step_00000008").string() +
+                                               " --output " + (dir / "again").string());
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(testing::read_text(dir / "again/model.safetensors"), testing::read_text(dir / "full/export/model.safetensors"));
 
   // Fails at step 6, resumes from the checkpoint of step 4, after the last mask update.
   const auto resumed_dir = dir / "resumed";
@@ -138,6 +143,14 @@ TEST(QtrainPruning, PrunesAndQuantizesInOneExport) {
   auto st = model::SafetensorsFile::open((dir / "full/export/model.safetensors").string());
   EXPECT_EQ(st->tensor("model.layers.0.mlp.down_proj.weight_packed").size(0), 32);  // 32 rows (hidden) of
   EXPECT_EQ(st->tensor("model.layers.0.mlp.down_proj.weight_scale").size(1), 2);    // 32 columns = 2 groups
+
+  // `qtrain export` of the last checkpoint writes the same pruned, quantized folder.
+  const auto again = run_tool(dir, "qtrain", "export --checkpoint " + (dir / "full/checkpoints/step_00000008").string() +
+                                               " --output " + (dir / "again").string());
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.out.find("(pruned, quantized: "), std::string::npos) << again.out;
+  EXPECT_EQ(testing::read_text(dir / "again/model.safetensors"), testing::read_text(dir / "full/export/model.safetensors"));
+  EXPECT_EQ(nlohmann::json::parse(testing::read_text(dir / "again/config.json")), config);
 }
 
 TEST(QtrainPruning, ImpossibleTargetsExitWithStatus2) {
