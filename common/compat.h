@@ -2,6 +2,8 @@
 // PyTorch 2.x with CUDA) lives here, behind one function each.
 #pragma once
 #include <torch/torch.h>
+
+#include <optional>
 #include <torch/version.h>
 #if TORCH_VERSION_MAJOR >= 2
 #include <ATen/autocast_mode.h>
@@ -45,6 +47,14 @@ inline bool cuda_available() { return torch::cuda::is_available(); }
 #else
 #define QTRAIN_HAS_DEVICE_AUTOCAST 0
 #endif
+
+// The dtype CUDA autocast computes matmuls in, when it is on (LibTorch >= 2.4); none otherwise.
+inline std::optional<torch::ScalarType> cuda_autocast_dtype() {
+#if QTRAIN_HAS_DEVICE_AUTOCAST
+  if (at::autocast::is_autocast_enabled(at::kCUDA)) return at::autocast::get_autocast_dtype(at::kCUDA);
+#endif
+  return std::nullopt;
+}
 
 // Mixed precision for a forward pass: on CUDA with LibTorch >= 2.4, matmuls and other
 // autocast-listed ops run in `dtype` (bf16) while parameters stay fp32. Elsewhere (CPU,

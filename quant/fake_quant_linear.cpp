@@ -83,7 +83,7 @@ torch::Tensor FakeQuantLinear::forward(model::LinearImpl& linear, const torch::T
   auto input = scheme_.input_activations && !bypass_activations_ ? quantize_input(kept_x) : kept_x;
   if (!scheme_.weights) return linear.linear(input, weight);
   const auto& args = *scheme_.weights;
-  return linear.linear(input, fake_quantize(weight, weight_qparams(weight), args));
+  return linear.linear(input, fake_quantize_for_matmul(weight, weight_qparams(weight), args));
 }
 
 void FakeQuantLinear::set_kept_inputs(torch::Tensor kept) {

@@ -34,8 +34,9 @@ void Observer::update(const torch::Tensor& x) {
     return;
   }
   if (absmax_ <= 0) return;
-  auto counts = torch::histc(v.abs().flatten(), kBins, 0.0, absmax_).to(torch::kFloat64).cpu();
-  for (int i = 0; i < kBins; ++i) histogram_[i] += counts[i].item<double>();
+  auto counts = torch::histc(v.abs().flatten(), kBins, 0.0, absmax_).to(torch::kFloat64).cpu().contiguous();
+  const auto* c = counts.data_ptr<double>();
+  for (int i = 0; i < kBins; ++i) histogram_[i] += c[i];
 }
 
 void Observer::reduce_across_ranks() {

@@ -19,7 +19,7 @@ torch::Tensor pack_to_int32(const torch::Tensor& values, int num_bits, int64_t d
               "values outside the ", num_bits, "-bit range");
   if (words * per_word != length) u = torch::constant_pad_nd(u, {0, words * per_word - length}, 0);
   u = u.reshape({-1, words, per_word});
-  auto shifts = torch::arange(per_word, torch::kInt64).mul(num_bits);
+  auto shifts = torch::arange(per_word, torch::dtype(torch::kInt64).device(u.device())).mul(num_bits);
   auto packed = torch::bitwise_left_shift(u, shifts).sum(-1);  // disjoint bit fields: the sum is the bitwise or
   // Words >= 2^31 wrap to negative int32, as a uint32 reinterpreted.
   packed = torch::where(packed >= (int64_t{1} << 31), packed - (int64_t{1} << 32), packed);
@@ -35,7 +35,7 @@ torch::Tensor unpack_from_int32(const torch::Tensor& packed, int num_bits, int64
   const bool along_rows = dim == 0 && p.dim() == 2;
   if (along_rows) p = p.t();
   p = torch::where(p < 0, p + (int64_t{1} << 32), p);
-  auto shifts = torch::arange(per_word, torch::kInt64).mul(num_bits);
+  auto shifts = torch::arange(per_word, torch::dtype(torch::kInt64).device(p.device())).mul(num_bits);
   const int64_t mask = (int64_t{1} << num_bits) - 1;
   auto codes = torch::bitwise_right_shift(p.unsqueeze(-1), shifts).bitwise_and(mask);
   auto shape = p.sizes().vec();

@@ -2,8 +2,14 @@
 #include "quant/quant_math.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
+#include "common/compat.h"
 #include "common/error.h"
+#if QTRAIN_WITH_CUDA
+#include "quant/cuda/fused_fake_quant.h"
+#endif
 
 namespace qtrain::quant {
 
@@ -94,8 +100,10 @@ QParams qparams_from_minmax(const torch::Tensor& min_vals, const torch::Tensor& 
 }
 
 QParams compute_qparams(const torch::Tensor& x, const QuantArgs& a, torch::ScalarType scale_dtype) {
-  auto view = unit_view(x.detach(), a).to(torch::kFloat32);
-  return qparams_from_minmax(std::get<0>(view.min(-1, true)), std::get<0>(view.max(-1, true)), a, scale_dtype);
+  auto view = unit_view(x.detach(), a);
+  if (!view.is_cuda()) view = view.to(torch::kFloat32);  // min/max are exact in any dtype; CPU kernels want fp32
+  const auto [lo, hi] = torch::aminmax(view, /*dim=*/-1, /*keepdim=*/true);  // one pass over the data
+  return qparams_from_minmax(lo, hi, a, scale_dtype);
 }
 
 torch::Tensor quantize(const torch::Tensor& view, const QParams& qp, const QuantArgs& a) {
@@ -105,10 +113,47 @@ torch::Tensor quantize(const torch::Tensor& view, const QParams& qp, const Quant
 
 torch::Tensor dequantize(const torch::Tensor& q, const QParams& qp) { return (q - qp.zero_point) * qp.scale; }
 
-torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& qp, const QuantArgs& a) {
+torch::Tensor fake_quantize_unfused(const torch::Tensor& x, const QParams& qp, const QuantArgs& a) {
   const auto view = unit_view(x, a).to(torch::kFloat32);
   auto out = FakeQuantizeFunction::apply(view, qp.scale, qp.zero_point, grid_min(a), grid_max(a), a.is_float());
   return out.reshape(x.sizes()).to(x.scalar_type());
+}
+
+bool fused_fake_quant_allowed() {
+  static const bool allowed = [] {
+    const char* kernel = std::getenv("QTRAIN_FAKE_QUANT_KERNEL");
+    return kernel == nullptr || std::strcmp(kernel, "torch") != 0;
+  }();
+  return allowed;
+}
+
+namespace {
+
+torch::Tensor fake_quantize_as(const torch::Tensor& x, const QParams& qp, const QuantArgs& a,
+                               std::optional<torch::ScalarType> out_dtype) {
+#if QTRAIN_WITH_CUDA
+  if (x.is_cuda() && fused_fake_quant_allowed()) {
+    const auto view = unit_view(x, a);
+    if (cuda::fused_fake_quantize_applies(view, qp.scale, view.size(1)))
+      return cuda::fused_fake_quantize(view, qp.scale, qp.zero_point, view.size(1), grid_min(a), grid_max(a),
+                                       a.is_float(), out_dtype)
+          .reshape(x.sizes());
+  }
+#endif
+  auto out = fake_quantize_unfused(x, qp, a);
+  return out_dtype ? out.to(*out_dtype) : out;
+}
+
+}  // namespace
+
+torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& qp, const QuantArgs& a) {
+  return fake_quantize_as(x, qp, a, std::nullopt);
+}
+
+torch::Tensor fake_quantize_for_matmul(const torch::Tensor& x, const QParams& qp, const QuantArgs& a) {
+  const auto autocast = compat::cuda_autocast_dtype();
+  const bool narrows = autocast && x.is_cuda() && x.scalar_type() == torch::kFloat32;
+  return fake_quantize_as(x, qp, a, narrows ? autocast : std::nullopt);
 }
 
 torch::Tensor round_to_fp8_e4m3(const torch::Tensor& x) {

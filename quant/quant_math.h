@@ -41,7 +41,17 @@ torch::Tensor dequantize(const torch::Tensor& q, const QParams& qp);
 // x / scale + zero_point lies inside [qmin, qmax], zero outside (clipped values do not
 // learn); when qp.scale requires grad, the LSQ gradient for the scale (Esser et al. 2020,
 // scaled by 1 / sqrt(elements per unit * qmax)).
+// On CUDA (fp32/fp16/bf16, scales not learned) this runs the fused kernel of
+// quant/cuda/fake_quant_kernel.cu, which gives the same bits as the unfused LibTorch form;
+// QTRAIN_FAKE_QUANT_KERNEL=torch in the environment forces the unfused form (benchmarks).
 torch::Tensor fake_quantize(const torch::Tensor& x, const QParams& qp, const QuantArgs& args);
+// fake_quantize for the weight operand of a matmul: under CUDA autocast an fp32 x comes out
+// in the autocast dtype (bf16), the cast the matmul would make, fused into the kernel.
+torch::Tensor fake_quantize_for_matmul(const torch::Tensor& x, const QParams& qp, const QuantArgs& args);
+// The LibTorch reference of fake_quantize, on every device; the fused kernel is tested against it.
+torch::Tensor fake_quantize_unfused(const torch::Tensor& x, const QParams& qp, const QuantArgs& args);
+// False when QTRAIN_FAKE_QUANT_KERNEL=torch (read once per process).
+bool fused_fake_quant_allowed();
 
 // Round-to-nearest-even onto the FP8 E4M3 grid (values within +-448), in fp32; the same
 // on every LibTorch version (1.13 has no float8 dtype).

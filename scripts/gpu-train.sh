@@ -5,11 +5,8 @@
 # Usage there: source .devdeps/setup.sh && scripts/gpu-train.sh [steps]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
 steps="${1:-30}"
-export OMPI_MCA_plm_rsh_agent=false PYTHONUNBUFFERED=1
-[ -x build/qtrain ] || scripts/build.sh > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" -A6 "$OUT/build.log" | head -60; exit 1; }
-[ -d runs/random-1b/teacher ] || python3 scripts/make_random_teacher.py runs/random-1b --tokens 3000000 2>&1 | grep -v Warn
+source scripts/gpu-setup.sh random-1b
 gpus=$(nvidia-smi -L | wc -l)
 for n in 1 $([ "$gpus" -ge 2 ] && echo 2); do
   rm -rf runs/gpu$n

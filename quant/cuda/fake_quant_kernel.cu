@@ -1,0 +1,178 @@
+// Fused fake quantization on CUDA: one pass reads x and writes x' (forward), one pass reads x
+// and the incoming gradient and writes the straight-through gradient (backward). The unfused
+// LibTorch form (quant_math.cpp) materializes x / scale, the clamp, the rounding and a mask in
+// fp32: about ten passes over memory and 9 bytes per element kept for backward. This one keeps
+// nothing but x. The arithmetic is quant_math.h's, operation for operation (IEEE division,
+// round half to even), so both forms give the same bits (tests/quant/test_fused_fake_quant.cpp).
+#include "quant/cuda/fake_quant_kernel.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace qtrain::quant::cuda {
+
+namespace {
+
+template <typename T>
+__device__ __forceinline__ float load_float(T v);
+template <>
+__device__ __forceinline__ float load_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float load_float<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float load_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T store_float(float v);
+template <>
+__device__ __forceinline__ float store_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half store_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 store_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// quant_math.cpp's round_to_fp8_e4m3: step 2^(floor(log2 max(|c|, 2^-6)) - 3).
+__device__ __forceinline__ float round_to_grid(float clamped, bool fp8) {
+  if (!fp8) return rintf(clamped);
+  int exponent;
+  frexpf(fmaxf(fabsf(clamped), 0.015625f), &exponent);  // m = f * 2^exponent, f in [0.5, 1)
+  const float step = ldexpf(1.0f, exponent - 1 - 3);
+  return rintf(clamped / step) * step;
+}
+
+// VEC elements per thread and iteration: 16-byte loads when the units allow it.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+  T v[VEC];
+};
+
+// x' is stored in TOut: x's own type, or bf16/fp16 straight from fp32 master weights under
+// autocast (the cast the matmul would make anyway, fused in).
+template <typename T, typename TOut, int VEC>
+__global__ void forward_kernel(const T* __restrict__ x, TOut* __restrict__ out, const float* __restrict__ scale,
+                               const float* __restrict__ zero_point, int64_t packs, int64_t unit_len, float qmin,
+                               float qmax, bool fp8) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < packs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t unit = i * VEC / unit_len;  // a pack never straddles two units
+    const float s = scale[unit], z = zero_point[unit];
+    const auto in = reinterpret_cast<const Pack<T, VEC>*>(x)[i];
+    Pack<TOut, VEC> result;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const float v = load_float(in.v[k]) / s + z;
+      const float q = round_to_grid(fminf(fmaxf(v, qmin), qmax), fp8);
+      result.v[k] = store_float<TOut>((q - z) * s);
+    }
+    reinterpret_cast<Pack<TOut, VEC>*>(out)[i] = result;
+  }
+}
+
+template <typename T, typename TOut, int VEC>
+__global__ void backward_kernel(const T* __restrict__ x, const TOut* __restrict__ grad_out, T* __restrict__ grad_x,
+                                const float* __restrict__ scale, const float* __restrict__ zero_point, int64_t packs,
+                                int64_t unit_len, float qmin, float qmax) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < packs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t unit = i * VEC / unit_len;
+    const float s = scale[unit], z = zero_point[unit];
+    const auto in = reinterpret_cast<const Pack<T, VEC>*>(x)[i];
+    const auto g = reinterpret_cast<const Pack<TOut, VEC>*>(grad_out)[i];
+    Pack<T, VEC> result;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const float v = load_float(in.v[k]) / s + z;
+      result.v[k] = store_float<T>((v >= qmin && v <= qmax) ? load_float(g.v[k]) : 0.0f);
+    }
+    reinterpret_cast<Pack<T, VEC>*>(grad_x)[i] = result;
+  }
+}
+
+void check_launch(const char* what) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess)
+    throw std::runtime_error(std::string(what) + " failed to launch: " + cudaGetErrorString(status));
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T, typename TOut>
+void launch_forward(const FakeQuantLaunch& l, const void* x, void* out) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kThreads = 256;
+  auto stream = static_cast<cudaStream_t>(l.stream);
+  const bool vectorized = l.unit_len % kVec == 0 && aligned16(x) && aligned16(out);
+  const int64_t packs = vectorized ? l.numel / kVec : l.numel;
+  const int blocks = static_cast<int>(std::min<int64_t>((packs + kThreads - 1) / kThreads, l.max_blocks));
+  if (packs == 0) return;
+  if (vectorized)
+    forward_kernel<T, TOut, kVec><<<blocks, kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<TOut*>(out), l.scale, l.zero_point, packs, l.unit_len, l.qmin, l.qmax,
+        l.fp8);
+  else
+    forward_kernel<T, TOut, 1><<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<TOut*>(out),
+                                                                l.scale, l.zero_point, packs, l.unit_len, l.qmin,
+                                                                l.qmax, l.fp8);
+  check_launch("fake_quant_forward");
+}
+
+template <typename T, typename TOut>
+void launch_backward(const FakeQuantLaunch& l, const void* x, const void* grad_out, void* grad_x) {
+  constexpr int kVec = 16 / sizeof(T);
+  constexpr int kThreads = 256;
+  auto stream = static_cast<cudaStream_t>(l.stream);
+  const bool vectorized =
+      l.unit_len % kVec == 0 && aligned16(x) && aligned16(grad_out) && aligned16(grad_x);
+  const int64_t packs = vectorized ? l.numel / kVec : l.numel;
+  const int blocks = static_cast<int>(std::min<int64_t>((packs + kThreads - 1) / kThreads, l.max_blocks));
+  if (packs == 0) return;
+  if (vectorized)
+    backward_kernel<T, TOut, kVec><<<blocks, kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const TOut*>(grad_out), static_cast<T*>(grad_x), l.scale,
+        l.zero_point, packs, l.unit_len, l.qmin, l.qmax);
+  else
+    backward_kernel<T, TOut, 1><<<blocks, kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const TOut*>(grad_out), static_cast<T*>(grad_x), l.scale,
+        l.zero_point, packs, l.unit_len, l.qmin, l.qmax);
+  check_launch("fake_quant_backward");
+}
+
+// The (input, output) type pairs: each type to itself, fp32 to the two autocast types.
+template <template <typename, typename> class Fn, typename... Args>
+void dispatch(const FakeQuantLaunch& l, Args... args) {
+  using E = ElementType;
+  if (l.type == E::float32 && l.out_type == E::float32) return Fn<float, float>::run(l, args...);
+  if (l.type == E::float32 && l.out_type == E::bfloat16) return Fn<float, __nv_bfloat16>::run(l, args...);
+  if (l.type == E::float32 && l.out_type == E::float16) return Fn<float, __half>::run(l, args...);
+  if (l.type == E::bfloat16 && l.out_type == E::bfloat16) return Fn<__nv_bfloat16, __nv_bfloat16>::run(l, args...);
+  if (l.type == E::float16 && l.out_type == E::float16) return Fn<__half, __half>::run(l, args...);
+  throw std::invalid_argument("fake_quant: unsupported input/output element types");
+}
+
+template <typename T, typename TOut>
+struct Forward {
+  static void run(const FakeQuantLaunch& l, const void* x, void* out) { launch_forward<T, TOut>(l, x, out); }
+};
+template <typename T, typename TOut>
+struct Backward {
+  static void run(const FakeQuantLaunch& l, const void* x, const void* g, void* gx) {
+    launch_backward<T, TOut>(l, x, g, gx);
+  }
+};
+
+}  // namespace
+
+void fake_quant_forward(const FakeQuantLaunch& launch, const void* x, void* out) {
+  dispatch<Forward>(launch, x, out);
+}
+
+void fake_quant_backward(const FakeQuantLaunch& launch, const void* x, const void* grad_out, void* grad_x) {
+  dispatch<Backward>(launch, x, grad_out, grad_x);
+}
+
+}  // namespace qtrain::quant::cuda

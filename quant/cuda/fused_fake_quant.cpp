@@ -1,0 +1,91 @@
+// Autograd wrapper of the fused fake-quant kernels: saves x alone for backward (the unfused
+// form keeps x / scale, the rounded values and a mask, all fp32).
+#include "quant/cuda/fused_fake_quant.h"
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "quant/cuda/fake_quant_kernel.h"
+
+namespace qtrain::quant::cuda {
+
+namespace {
+
+ElementType element_type(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return ElementType::float32;
+    case torch::kFloat16: return ElementType::float16;
+    default: return ElementType::bfloat16;
+  }
+}
+
+FakeQuantLaunch describe(const torch::Tensor& x, torch::ScalarType out_dtype, const torch::Tensor& scale,
+                         const torch::Tensor& zero_point, int64_t unit_len, double qmin, double qmax, bool fp8) {
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  return {element_type(x.scalar_type()),
+          element_type(out_dtype),
+          x.numel(),
+          unit_len,
+          scale.data_ptr<float>(),
+          zero_point.data_ptr<float>(),
+          static_cast<float>(qmin),
+          static_cast<float>(qmax),
+          fp8,
+          props->multiProcessorCount * 8,
+          at::cuda::getCurrentCUDAStream().stream()};
+}
+
+class FusedFakeQuantizeFunction : public torch::autograd::Function<FusedFakeQuantizeFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t unit_len,
+                               double qmin, double qmax, bool fp8, torch::ScalarType out_dtype) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    auto out = torch::empty(x.sizes(), x.options().dtype(out_dtype));
+    fake_quant_forward(describe(x, out_dtype, scale, zero_point, unit_len, qmin, qmax, fp8), x.data_ptr(),
+                       out.data_ptr());
+    ctx->save_for_backward({x, scale, zero_point});
+    ctx->saved_data["out_dtype"] = static_cast<int64_t>(out_dtype);
+    ctx->saved_data["unit_len"] = unit_len;
+    ctx->saved_data["qmin"] = qmin;
+    ctx->saved_data["qmax"] = qmax;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const c10::cuda::CUDAGuard guard(x.device());
+    const auto out_dtype = static_cast<torch::ScalarType>(ctx->saved_data["out_dtype"].toInt());
+    const auto grad_out = grads[0].to(out_dtype).contiguous();
+    auto grad_x = torch::empty_like(x);
+    fake_quant_backward(describe(x, out_dtype, saved[1], saved[2], ctx->saved_data["unit_len"].toInt(),
+                                 ctx->saved_data["qmin"].toDouble(), ctx->saved_data["qmax"].toDouble(), false),
+                        x.data_ptr(), grad_out.data_ptr(), grad_x.data_ptr());
+    return {grad_x,          torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool fused_fake_quantize_applies(const torch::Tensor& x, const torch::Tensor& scale, int64_t unit_len) {
+  const auto t = x.scalar_type();
+  return x.is_cuda() && (t == torch::kFloat32 || t == torch::kFloat16 || t == torch::kBFloat16) &&
+         !scale.requires_grad() && unit_len > 0 && x.numel() % unit_len == 0 &&
+         scale.numel() == x.numel() / unit_len;
+}
+
+torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
+                                  int64_t unit_len, double qmin, double qmax, bool fp8,
+                                  std::optional<torch::ScalarType> out_dtype) {
+  auto as_float = [&](const torch::Tensor& t) { return t.detach().to(x.device(), torch::kFloat32).contiguous(); };
+  const auto out = out_dtype.value_or(x.scalar_type());
+  TORCH_CHECK(out == x.scalar_type() || x.scalar_type() == torch::kFloat32,
+              "fused fake quant narrows only fp32 inputs");
+  return FusedFakeQuantizeFunction::apply(x.contiguous(), as_float(scale), as_float(zero_point), unit_len, qmin, qmax,
+                                          fp8, out);
+}
+
+}  // namespace qtrain::quant::cuda

@@ -1,0 +1,20 @@
+// The fused CUDA fake quantization as a LibTorch autograd function (CUDA builds only).
+#pragma once
+#include <torch/torch.h>
+
+#include <optional>
+
+namespace qtrain::quant::cuda {
+
+// Whether the fused kernel takes x: a CUDA tensor of fp32, fp16 or bf16 with one scale per
+// unit of `unit_len` elements, and a scale that is not learned (LSQ needs the scale gradient,
+// which the unfused form computes).
+bool fused_fake_quantize_applies(const torch::Tensor& x, const torch::Tensor& scale, int64_t unit_len);
+
+// x' in x's shape, stored as out_dtype (default x's dtype; bf16/fp16 from an fp32 x);
+// backward: the clipped straight-through gradient, in x's dtype.
+torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
+                                  int64_t unit_len, double qmin, double qmax, bool fp8,
+                                  std::optional<torch::ScalarType> out_dtype = std::nullopt);
+
+}  // namespace qtrain::quant::cuda
