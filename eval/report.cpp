@@ -49,32 +49,48 @@ std::string stage_label(const std::string& stage, const json& entry, bool quanti
   return stage;
 }
 
-std::string results_table(const RunData& run) {
+// One row of the results table, formatted once for both the HTML and the Markdown report.
+struct ResultRow {
+  std::string stage, model, step, perplexity, accuracy, size, bits, tokens_per_second;
+};
+
+std::vector<ResultRow> result_rows(const RunData& run) {
   const auto stages = run.results.value("stages", json::object());
-  std::string s = "<h2>Results</h2>\n";
-  if (stages.empty()) return s + "<p class=\"note\">no results.json in this run folder</p>\n";
-  s += "<table id=\"results\"><tr><th>model</th><th>step</th><th>perplexity</th><th>accuracy</th>"
-       "<th>size (bytes)</th><th>bits per weight</th><th>eval tokens/s</th></tr>\n";
+  std::vector<ResultRow> rows;
   for (const char* stage : {"teacher", "start", "student", "export"}) {
     if (!stages.contains(stage)) continue;
     const auto& e = stages[stage];
     std::string bits = number(e, "bits_per_weight", "%.3f");
     if (bits == kDash && e.contains("weight_bits")) bits = number(e, "weight_bits", "%.3g") + " (simulated)";
-    s += std::string("<tr data-stage=\"") + stage + "\"><td class=\"model\">" +
-         svg::escape(stage_label(stage, e, !run.quantization.is_null())) + "</td><td class=\"step\">" +
-         number(e, "step", "%.0f") + "</td><td class=\"perplexity\">" + number(e, "perplexity", "%.4f") +
-         "</td><td class=\"accuracy\">" + number(e, "accuracy", "%.4f") + "</td><td class=\"size\">" +
-         number(e, "size_bytes", "%.0f") + "</td><td class=\"bits\">" + bits + "</td><td class=\"tokens-per-second\">" +
-         number(e, "tokens_per_second", "%.1f") + "</td></tr>\n";
+    rows.push_back({stage, stage_label(stage, e, !run.quantization.is_null()), number(e, "step", "%.0f"),
+                    number(e, "perplexity", "%.4f"), number(e, "accuracy", "%.4f"), number(e, "size_bytes", "%.0f"),
+                    bits, number(e, "tokens_per_second", "%.1f")});
   }
-  s += "</table>\n";
+  return rows;
+}
+
+std::string validation_note(const RunData& run) {
   const auto v = run.results.value("validation", json::object());
-  s += "<p class=\"note\">Perplexity on " + svg::escape(v.value("data", std::string("the validation data"))) +
-       ", windows of " + number(v, "seq_len", "%.0f") +
-       " tokens (docs/formats.md). Size: the safetensors files. Bits per weight: of the quantized linears, scales "
-       "included, for an export; of all weights for the teacher; the simulated integer width for fake quant. "
-       "Accuracy: multiple-choice tasks when measured.</p>\n";
-  return s;
+  return "Perplexity on " + v.value("data", std::string("the validation data")) + ", windows of " +
+         number(v, "seq_len", "%.0f") +
+         " tokens (docs/formats.md). Size: the safetensors files. Bits per weight: of the quantized linears, scales "
+         "included, for an export; of all weights for the teacher; the simulated integer width for fake quant. "
+         "Accuracy: multiple-choice tasks when measured.";
+}
+
+std::string results_table(const RunData& run) {
+  std::string s = "<h2>Results</h2>\n";
+  const auto rows = result_rows(run);
+  if (rows.empty()) return s + "<p class=\"note\">no results.json in this run folder</p>\n";
+  s += "<table id=\"results\"><tr><th>model</th><th>step</th><th>perplexity</th><th>accuracy</th>"
+       "<th>size (bytes)</th><th>bits per weight</th><th>eval tokens/s</th></tr>\n";
+  for (const auto& r : rows)
+    s += "<tr data-stage=\"" + r.stage + "\"><td class=\"model\">" + svg::escape(r.model) + "</td><td class=\"step\">" +
+         r.step + "</td><td class=\"perplexity\">" + r.perplexity + "</td><td class=\"accuracy\">" + r.accuracy +
+         "</td><td class=\"size\">" + r.size + "</td><td class=\"bits\">" + r.bits +
+         "</td><td class=\"tokens-per-second\">" + r.tokens_per_second + "</td></tr>\n";
+  s += "</table>\n";
+  return s + "<p class=\"note\">" + svg::escape(validation_note(run)) + "</p>\n";
 }
 
 std::string summary(const RunData& run) {
@@ -178,9 +194,26 @@ std::string render_report(const RunData& run) {
   return s + "</body></html>\n";
 }
 
+std::string render_results_markdown(const RunData& run) {
+  const auto rows = result_rows(run);
+  if (rows.empty()) return "no results.json in " + run.dir + "\n";
+  std::string s =
+      "| model | step | perplexity | accuracy | size (bytes) | bits per weight | eval tokens/s |\n"
+      "| --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& r : rows)
+    s += "| " + r.model + " | " + r.step + " | " + r.perplexity + " | " + r.accuracy + " | " + r.size + " | " + r.bits +
+         " | " + r.tokens_per_second + " |\n";
+  return s + "\n" + validation_note(run) + "\n";
+}
+
 std::string write_report(const std::string& dir, const std::string& output) {
   const auto path = output.empty() ? (fs::path(dir) / "report.html").string() : output;
-  write_file_atomic(path, render_report(read_run(dir)));
+  const auto run = read_run(dir);
+  write_file_atomic(path, render_report(run));
+  const auto name = fs::absolute(run.dir).lexically_normal().filename().string();
+  write_file_atomic(fs::path(path).replace_extension(".md").string(),
+                    "# qtrain report: " + name + "\n\n" + render_results_markdown(run) + "\nPlots: " +
+                        fs::path(path).filename().string() + "\n");
   return path;
 }
 

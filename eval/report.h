@@ -10,9 +10,11 @@
 namespace qtrain::eval {
 
 std::string render_report(const RunData& run);
+// The results table alone, as Markdown (what a run prints at its end, and report.md).
+std::string render_results_markdown(const RunData& run);
 
-// Reads run folder `dir` and writes its report to `output` ("" = <dir>/report.html);
-// returns the path written.
+// Reads run folder `dir` and writes its report to `output` ("" = <dir>/report.html), and the
+// results table as Markdown beside it (the same name, .md); returns the HTML path.
 std::string write_report(const std::string& dir, const std::string& output = "");
 
 }  // namespace qtrain::eval

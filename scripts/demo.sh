@@ -60,3 +60,12 @@ fi
 stage "3/3 student: distil a smaller student from the teacher (configs/demo.yaml, embedded in qtrain)"
 "${qtrain[@]}" --set logging.progress="$progress" "$@"
 echo "demo: done; metrics in runs/demo/metrics.jsonl, TensorBoard: tensorboard --logdir runs/demo/tensorboard"
+# The report last (docs/report.md): qtrain printed its results table above; headless Chromium
+# renders the page, as a reader's browser would, into a screenshot beside it.
+report="$(pwd)/runs/demo/report.html"
+browser="$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"
+if [ -n "$browser" ] && "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,2600 \
+     --screenshot="$(pwd)/runs/demo/report.png" "file://$report" > /dev/null 2>&1; then
+  echo "demo: report rendered by headless Chromium -> runs/demo/report.png"
+fi
+echo "demo: report $report (results table: runs/demo/report.md)"

@@ -166,10 +166,13 @@ void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl
                 job.data.validation.c_str(), masked_ppl, ppl, 100.0 * (ppl - masked_ppl) / masked_ppl);
 }
 
-// The run report (docs/report.md); a run that trained to the end does not fail over it.
+// The run report (docs/report.md): its results table on stdout, then where the page is; a
+// run that trained to the end does not fail over it.
 void write_report(const std::string& output_dir) {
   try {
-    std::printf("qtrain: report %s\n", eval::write_report(output_dir).c_str());
+    const auto path = eval::write_report(output_dir);
+    std::printf("\n%s\n", eval::render_results_markdown(eval::read_run(output_dir)).c_str());
+    std::printf("qtrain: report %s\n", path.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qtrain: warning: no report: %s\n", e.what());
   }

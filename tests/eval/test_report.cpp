@@ -199,6 +199,16 @@ TEST(ReportInBrowser, QatRunReportRendersWithItsNumbers) {
   }
   EXPECT_EQ(last_eval, stages["student"]["perplexity"].get<double>());
 
+  // The results table as Markdown: in report.md and printed at the end of the run, before the
+  // report's path (the last line).
+  const std::string export_row = "| Exported integer checkpoint | " + fmt("%.0f", stages["export"]["step"].get<double>()) +
+                                 " | " + fmt("%.4f", stages["export"]["perplexity"].get<double>()) + " | ";
+  EXPECT_NE(testing::read_text(run_dir / "report.md").find(export_row), std::string::npos)
+      << testing::read_text(run_dir / "report.md");
+  const auto printed_row = run.out.find(export_row);
+  EXPECT_NE(printed_row, std::string::npos) << run.out;
+  EXPECT_LT(printed_row, run.out.find("qtrain: report "));
+
   // The page as Chromium builds it.
   const std::string flags = " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir='" +
                             (dir / "profile").string() + "' ";
