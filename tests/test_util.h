@@ -11,12 +11,24 @@
 #include <string>
 
 #include "common/remove_tree.h"
+#include "data/token_file.h"
+#include "eval/perplexity.h"
 
 namespace qtrain::testing {
 
 inline std::filesystem::path source_dir() { return QTRAIN_SOURCE_DIR; }
 inline std::filesystem::path binary_dir() { return QTRAIN_BINARY_DIR; }
 inline std::filesystem::path fixture(const std::string& rel) { return source_dir() / "tests/fixtures" / rel; }
+
+// Perplexity of `m` on tests/fixtures/tokens.h5 in windows of `seq_len` (train_tiny.yaml's
+// eval.seq_len is 64).
+inline double fixture_perplexity(model::CausalLMImpl& m, int64_t seq_len = 64) {
+  auto tokens = data::TokenFile::open(fixture("tokens.h5").string());
+  eval::PerplexityOptions o;
+  o.seq_len = seq_len;
+  o.show_progress = false;
+  return eval::evaluate_perplexity(m, tokens, o).perplexity;
+}
 
 // A fresh empty directory under the build tree, named after the running test.
 inline std::filesystem::path scratch_dir() {

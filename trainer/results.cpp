@@ -76,18 +76,23 @@ void RunResults::at_start(model::CausalLMImpl* teacher, model::CausalLMImpl& stu
   write();
 }
 
-double RunResults::measure(const std::string& stage, model::CausalLMImpl& model, int64_t step) {
-  if (job_.data.validation.empty()) return 0.0;
-  auto tokens = data::TokenFile::open(job_.data.validation);
+eval::PerplexityResult evaluate_validation(model::CausalLMImpl& model, const config::JobConfig& job) {
+  auto tokens = data::TokenFile::open(job.data.validation);
   eval::PerplexityOptions o;
-  o.seq_len = job_.eval.seq_len;
-  o.batch_size = job_.eval.batch_size;
-  o.max_windows = job_.eval.max_windows;
+  o.seq_len = job.eval.seq_len;
+  o.batch_size = job.eval.batch_size;
+  o.max_windows = job.eval.max_windows;
   o.show_progress = false;
   const bool was_training = model.is_training();
   model.eval();
-  const auto r = eval::evaluate_perplexity(model, tokens, o);
+  auto r = eval::evaluate_perplexity(model, tokens, o);
   if (was_training) model.train();
+  return r;
+}
+
+double RunResults::measure(const std::string& stage, model::CausalLMImpl& model, int64_t step) {
+  if (job_.data.validation.empty()) return 0.0;
+  const auto r = evaluate_validation(model, job_);
   json entry = {{"step", step},
                 {"perplexity", r.perplexity},
                 {"mean_nll", r.mean_nll},

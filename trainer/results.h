@@ -8,9 +8,14 @@
 #include <string>
 
 #include "config/job_config.h"
+#include "eval/perplexity.h"
 #include "model/causal_lm.h"
 
 namespace qtrain::trainer {
+
+// Perplexity of `model` on data.validation with the eval section's windows (docs/formats.md),
+// in eval mode, leaving the model's training mode as it was.
+eval::PerplexityResult evaluate_validation(model::CausalLMImpl& model, const config::JobConfig& job);
 
 class RunResults {
  public:

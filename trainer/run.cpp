@@ -100,17 +100,7 @@ void check_token_files_tokenizer(const config::JobConfig& job) {
 }
 
 double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
-  auto tokens = data::TokenFile::open(job.data.validation);
-  eval::PerplexityOptions o;
-  o.seq_len = job.eval.seq_len;
-  o.batch_size = job.eval.batch_size;
-  o.max_windows = job.eval.max_windows;
-  o.show_progress = false;
-  const bool was_training = student.is_training();
-  student.eval();
-  const auto r = eval::evaluate_perplexity(student, tokens, o);
-  if (was_training) student.train();
-  return r.perplexity;
+  return evaluate_validation(student, job).perplexity;
 }
 
 // The compressed-tensors export of the trained student, and its integer perplexity next to

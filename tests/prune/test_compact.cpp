@@ -16,13 +16,6 @@ namespace {
 
 model::CausalLM fixture_model() { return model::load_causal_lm(testing::fixture("llama_gqa_llama3").string()); }
 
-double perplexity(model::CausalLMImpl& m) {
-  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
-  eval::PerplexityOptions o;
-  o.seq_len = 64;
-  o.show_progress = false;
-  return eval::evaluate_perplexity(m, tokens, o).perplexity;
-}
 
 // Random scores, different per layer, so that every layer keeps other channels.
 Importance random_scores(int64_t layers, uint64_t seed) {
@@ -61,10 +54,10 @@ TEST(Compact, SmallerModelComputesWhatTheMaskedOneDid) {
   const auto ids = torch::randint(0, 256, {2, 48}, torch::kInt64);
   const auto a = m->forward(ids), b = compacted.model->forward(ids);
   EXPECT_LT(((a - b).abs().max() / a.abs().max()).item<double>(), 1e-5);
-  const double masked = perplexity(*m), small = perplexity(*compacted.model);
+  const double masked = testing::fixture_perplexity(*m), small = testing::fixture_perplexity(*compacted.model);
   EXPECT_NEAR(small, masked, 1e-5 * masked);
   // Pruning did change the model: this is not the unpruned perplexity.
-  EXPECT_GT(std::abs(masked - perplexity(*fixture_model())), 1e-3 * masked);
+  EXPECT_GT(std::abs(masked - testing::fixture_perplexity(*fixture_model())), 1e-3 * masked);
 
   // As a Hugging Face folder: config.json with the new sizes and explicit head_dim.
   const auto dir = testing::scratch_dir() / "pruned";
@@ -76,7 +69,7 @@ TEST(Compact, SmallerModelComputesWhatTheMaskedOneDid) {
   EXPECT_EQ(json["head_dim"], 16);
   EXPECT_EQ(json["hidden_size"], 64);
   auto loaded = model::load_causal_lm(dir.string());
-  EXPECT_NEAR(perplexity(*loaded), masked, 1e-5 * masked);
+  EXPECT_NEAR(testing::fixture_perplexity(*loaded), masked, 1e-5 * masked);
 }
 
 TEST(Compact, KeptIndicesFollowTheMasks) {

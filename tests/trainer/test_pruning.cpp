@@ -20,13 +20,6 @@
 namespace qtrain::trainer {
 namespace {
 
-double perplexity(model::CausalLMImpl& m) {
-  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
-  eval::PerplexityOptions o;
-  o.seq_len = 64;
-  o.show_progress = false;
-  return eval::evaluate_perplexity(m, tokens, o).perplexity;
-}
 
 class PrunedQuantizedExport : public ::testing::TestWithParam<std::string> {};
 
@@ -53,7 +46,7 @@ TEST_P(PrunedQuantizedExport, IntegerModelComputesWhatTheMaskedFakeQuantModelDid
   for (auto& item : m->named_parameters())
     if (!quantized.count(item.key()) && item.key().find(".quant.") == std::string::npos)
       item.value().set_data(item.value().to(torch::kBFloat16).to(torch::kFloat32));
-  const double masked = perplexity(*m);
+  const double masked = testing::fixture_perplexity(*m);
 
   const auto dir = testing::scratch_dir() / "export";
   const auto summary = export_pruned(*m, *masks, dir.string(), "");
@@ -68,7 +61,7 @@ TEST_P(PrunedQuantizedExport, IntegerModelComputesWhatTheMaskedFakeQuantModelDid
   EXPECT_EQ(config["head_dim"], 16);
   EXPECT_EQ(config["quantization_config"]["quant_method"], "compressed-tensors");
   auto integer = quant::load_for_eval(dir.string());
-  const double exported = perplexity(*integer);
+  const double exported = testing::fixture_perplexity(*integer);
   if (scheme.rfind("w4a16", 0) == 0)  // same dequantized weights, same float GEMMs
     EXPECT_NEAR(exported, masked, 1e-5 * masked) << scheme;
   else  // integer sums vs float sums (tests/quant/test_export.cpp)
@@ -88,7 +81,7 @@ TEST(PrunedExport, PlainExportIsAnFp32HuggingFaceFolder) {
   masks->layer(0).mlp_channels.slice(0, 0, 32).fill_(false);
   masks->layer(1).mlp_channels.slice(0, 64, 96).fill_(false);
   prune::apply_masks(*m, *masks);
-  const double masked = perplexity(*m);
+  const double masked = testing::fixture_perplexity(*m);
   const auto dir = testing::scratch_dir() / "export";
   const auto summary = export_pruned(*m, *masks, dir.string(), testing::fixture("tokenizer/gpt2").string());
   EXPECT_FALSE(summary.quantized);
@@ -98,7 +91,7 @@ TEST(PrunedExport, PlainExportIsAnFp32HuggingFaceFolder) {
   auto loaded = model::load_causal_lm(dir.string());
   EXPECT_EQ(loaded->config().intermediate_size, 64);
   EXPECT_EQ(loaded->config().dtype, "float32");
-  EXPECT_NEAR(perplexity(*loaded), masked, 1e-5 * masked);
+  EXPECT_NEAR(testing::fixture_perplexity(*loaded), masked, 1e-5 * masked);
 }
 
 }  // namespace

@@ -52,13 +52,6 @@ std::vector<double> perplexities(const fs::path& run_dir) {
   return out;
 }
 
-double validation_perplexity(model::CausalLMImpl& m) {
-  auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
-  eval::PerplexityOptions o;
-  o.seq_len = 64;  // eval.seq_len of train_tiny.yaml
-  o.show_progress = false;
-  return eval::evaluate_perplexity(m, tokens, o).perplexity;
-}
 
 TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
   const auto dir = testing::scratch_dir();
@@ -80,7 +73,7 @@ TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
   EXPECT_NEAR(ppl[1], ppl[0], 1e-5 * ppl[0]);
   auto exported = model::load_causal_lm((dir / "full/export").string());
   EXPECT_EQ(exported->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight.size(0), 32);
-  EXPECT_NEAR(validation_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
+  EXPECT_NEAR(testing::fixture_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
   // `qtrain export` of the last checkpoint removes the same structure, to the same bytes.
   const auto again = run_tool(dir, "qtrain", "export --checkpoint " + (dir / "full/checkpoints/step_00000008").string() +
                                                " --output " + (dir / "again").string());
