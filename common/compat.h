@@ -92,6 +92,29 @@ class AutocastGuard {
   at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
+// Turns CUDA autocast off for a scope, for code that casts explicitly (the chunked KD loss
+// picks its matmul dtype with cuda_autocast_dtype() first). Does nothing where AutocastGuard
+// does nothing.
+class AutocastOffGuard {
+ public:
+  AutocastOffGuard() {
+#if QTRAIN_HAS_DEVICE_AUTOCAST
+    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#endif
+  }
+  ~AutocastOffGuard() {
+#if QTRAIN_HAS_DEVICE_AUTOCAST
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
+#endif
+  }
+  AutocastOffGuard(const AutocastOffGuard&) = delete;
+  AutocastOffGuard& operator=(const AutocastOffGuard&) = delete;
+
+ private:
+  bool previous_enabled_ = false;
+};
+
 // Exact integer matrix product of int8 operands, a [m, k] x b [k, n] -> int32 [m, n]: the
 // int8 tensor-core GEMM (at::_int_mm) on CUDA with LibTorch 2.x where its shape rules hold,
 // else a float64 GEMM, which is exact here (|sums| <= k * 2^14 < 2^53).

@@ -120,6 +120,7 @@ struct DistillSection {
   std::string hidden_loss = "mse";
   std::vector<std::int64_t> student_layers;
   std::vector<std::int64_t> teacher_layers;
+  std::int64_t loss_chunk_tokens = 1024;
 
   template <class V>
   void visit(V& v) {
@@ -130,6 +131,7 @@ struct DistillSection {
     v.field("hidden_loss", hidden_loss, "Hidden-state loss per layer pair: mse, or cosine (1 - cosine similarity)", Choices{"mse", "cosine"});
     v.field("student_layers", student_layers, "Student layers (0-based) whose outputs are matched; a projection is learned where widths differ");
     v.field("teacher_layers", teacher_layers, "Teacher layers paired with student_layers, same length");
+    v.field("loss_chunk_tokens", loss_chunk_tokens, "Tokens per chunk of the fused cross-entropy + KL loss, which never holds more than one chunk's logits (docs/distillation.md); 0 = full [tokens x vocab] logits. Full logits are also used where an lm_head is quantized or pruned", at_least(0));
   }
 };
 

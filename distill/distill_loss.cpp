@@ -3,6 +3,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "distill/chunked_logit_loss.h"
 #include "distill/kd_loss.h"
 
 namespace qtrain::distill {
@@ -43,25 +44,43 @@ DistillLoss::DistillLoss(DistillOptions options, model::CausalLM student, model:
   }
 }
 
+namespace {
+
+// An lm_head the chunked loss can compute itself: the tied embedding, or a linear without a
+// wrapper (fake quantization, pruning) and without a bias.
+bool plain_lm_head(const model::CausalLMImpl& m) {
+  return !m.lm_head || (!m.lm_head->wrapper() && !m.lm_head->bias.defined());
+}
+
+}  // namespace
+
+bool DistillLoss::chunked() const {
+  if (options_.loss_chunk_tokens <= 0 || (options_.alpha == 0 && options_.beta == 0)) return false;
+  return plain_lm_head(*student_) && (options_.beta == 0 || plain_lm_head(*teacher_));
+}
+
 LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tensor& labels) {
   const bool need_teacher = options_.beta > 0 || options_.gamma > 0;
   const bool need_layers = options_.gamma > 0;
-  torch::Tensor teacher_logits;
+  const bool chunked_logits = chunked();
+  torch::Tensor teacher_hidden, teacher_logits;
   std::vector<torch::Tensor> teacher_layers;
   if (need_teacher) {
     torch::NoGradGuard no_grad;
-    auto hidden = teacher_->hidden_states(input_ids, need_layers ? &teacher_layers : nullptr);
-    if (options_.beta > 0) teacher_logits = teacher_->logits(hidden);
+    teacher_hidden = teacher_->hidden_states(input_ids, need_layers ? &teacher_layers : nullptr);
+    if (options_.beta > 0 && !chunked_logits) teacher_logits = teacher_->logits(teacher_hidden);
   }
   const auto device = input_ids.device();
   compat::AutocastGuard autocast(device, compute_dtype_);
   std::vector<torch::Tensor> student_layers;
-  auto student_logits = student_->logits(student_->hidden_states(input_ids, need_layers ? &student_layers : nullptr));
+  auto student_hidden = student_->hidden_states(input_ids, need_layers ? &student_layers : nullptr);
 
   const auto zero = torch::zeros({}, torch::TensorOptions().device(device));
   LossTerms terms{zero, zero, zero, zero};
-  if (options_.alpha > 0) terms.ce = next_token_cross_entropy(student_logits, labels);
-  if (options_.beta > 0) terms.kd = kd_kl_loss(student_logits, teacher_logits, options_.temperature);
+  if (chunked_logits)
+    logit_terms_chunked(student_hidden, teacher_hidden, labels, terms);
+  else if (options_.alpha > 0 || options_.beta > 0)
+    logit_terms_full(student_hidden, teacher_logits, labels, terms);
   if (need_layers) {
     auto sum = zero;
     for (size_t i = 0; i < options_.student_layers.size(); ++i)
@@ -69,8 +88,31 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
                                     teacher_layers[options_.teacher_layers[i]], options_.hidden_loss);
     terms.hidden = sum / static_cast<double>(options_.student_layers.size());
   }
-  terms.total = options_.alpha * terms.ce + options_.beta * terms.kd + options_.gamma * terms.hidden;
+  terms.total = terms.total + options_.gamma * terms.hidden;
   return terms;
+}
+
+void DistillLoss::logit_terms_full(const torch::Tensor& student_hidden, const torch::Tensor& teacher_logits,
+                                   const torch::Tensor& labels, LossTerms& terms) {
+  auto student_logits = student_->logits(student_hidden);
+  if (options_.alpha > 0) terms.ce = next_token_cross_entropy(student_logits, labels);
+  if (options_.beta > 0) terms.kd = kd_kl_loss(student_logits, teacher_logits, options_.temperature);
+  terms.total = options_.alpha * terms.ce + options_.beta * terms.kd;
+}
+
+void DistillLoss::logit_terms_chunked(const torch::Tensor& student_hidden, const torch::Tensor& teacher_hidden,
+                                      const torch::Tensor& labels, LossTerms& terms) {
+  const ChunkedLogitLossOptions o{options_.alpha, options_.beta, options_.temperature, options_.loss_chunk_tokens};
+  torch::Tensor teacher_flat, teacher_weight;
+  if (options_.beta > 0) {
+    teacher_flat = teacher_hidden.reshape({-1, teacher_hidden.size(-1)});
+    teacher_weight = teacher_->lm_head_weight();
+  }
+  auto out = chunked_logit_loss(student_hidden.reshape({-1, student_hidden.size(-1)}), student_->lm_head_weight(),
+                                teacher_flat, teacher_weight, labels.reshape({-1}), o);
+  terms.total = out.total;
+  terms.ce = out.ce;
+  terms.kd = out.kd;
 }
 
 }  // namespace qtrain::distill

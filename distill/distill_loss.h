@@ -3,6 +3,8 @@
 // The teacher runs without gradients in its own dtype; the student runs under autocast (bf16
 // compute, fp32 weights) on GPU. Where a student layer's width differs from its teacher
 // layer's, a learned linear projection (student -> teacher width) is trained with the student.
+// With loss_chunk_tokens > 0, ce and kd come from chunked_logit_loss.h (one chunk of logits
+// at a time) wherever both lm_heads are plain linears; else from the full logits.
 #pragma once
 #include <torch/torch.h>
 
@@ -17,6 +19,7 @@ struct DistillOptions {
   double alpha = 0.0, beta = 1.0, temperature = 1.0, gamma = 0.0;
   std::string hidden_loss = "mse";
   std::vector<int64_t> student_layers, teacher_layers;
+  int64_t loss_chunk_tokens = 1024;  // 0: ce and kd on full [tokens x vocab] logits
 };
 
 // Every term as a scalar tensor (0 when its weight is 0); `total` carries the gradient.
@@ -43,8 +46,17 @@ class DistillLoss {
   DistillLoss(DistillOptions options, model::CausalLM student, model::CausalLM teacher, HiddenProjections projections,
               torch::ScalarType compute_dtype);
   LossTerms compute(const torch::Tensor& input_ids, const torch::Tensor& labels);
+  // Whether compute() takes ce and kd chunk by chunk now (the lm_heads carry no wrapper).
+  bool chunked() const;
 
  private:
+  // alpha * ce + beta * kd into terms.total (and terms.ce, terms.kd), from the full logits
+  // or chunk by chunk from the final hidden states [.., H].
+  void logit_terms_full(const torch::Tensor& student_hidden, const torch::Tensor& teacher_logits,
+                        const torch::Tensor& labels, LossTerms& terms);
+  void logit_terms_chunked(const torch::Tensor& student_hidden, const torch::Tensor& teacher_hidden,
+                           const torch::Tensor& labels, LossTerms& terms);
+
   DistillOptions options_;
   model::CausalLM student_, teacher_;
   HiddenProjections projections_;

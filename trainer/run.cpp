@@ -68,7 +68,8 @@ void init_projections(torch::nn::Module& projections, double std, uint64_t seed)
 }
 
 distill::DistillOptions distill_options(const config::DistillSection& d) {
-  return {d.alpha, d.beta, d.temperature, d.gamma, d.hidden_loss, d.student_layers, d.teacher_layers};
+  return {d.alpha, d.beta, d.temperature, d.gamma, d.hidden_loss, d.student_layers, d.teacher_layers,
+          d.loss_chunk_tokens};
 }
 
 // Where a run starts: a checkpoint to resume from, or nothing.
