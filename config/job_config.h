@@ -235,11 +235,13 @@ struct LoggingSection {
 struct ParallelSection {
   std::int64_t bucket_mb = 25;
   std::int64_t timeout_s = 600;
+  std::int64_t zero_stage = 0;
 
   template <class V>
   void visit(V& v) {
     v.field("bucket_mb", bucket_mb, "Gradient all-reduce bucket size in MiB (fp32); buckets go out during backward", at_least(1));
     v.field("timeout_s", timeout_s, "A step taking longer than this aborts the whole job (a hung rank never hangs the rest)", at_least(1));
+    v.field("zero_stage", zero_stage, "ZeRO stage: 0 = every rank holds all AdamW moments (gradients all-reduced); 1 = moments sharded over the ranks (gradients reduce-scattered, parameters all-gathered)", Range{0, 1});
   }
 };
 

@@ -1,39 +1,114 @@
-// The AdamW update on flat buffers.
+// The AdamW update on the owned ranges of the flat buffers; moments gathered for checkpoints.
 #include "trainer/adamw.h"
 
 #include <cmath>
 
+#include "common/error.h"
+
 namespace qtrain::trainer {
 
-AdamW::AdamW(FlatParameters& flat, AdamWOptions options) : flat_(flat), options_(options) {
-  exp_avg_ = torch::zeros_like(flat_.values());
-  exp_avg_sq_ = torch::zeros_like(flat_.values());
-  for (const auto& e : flat_.entries())
-    if (e.decay) decayed_.push_back(flat_.values().narrow(0, e.offset, e.numel));
+AdamW::AdamW(FlatParameters& flat, AdamWOptions options, int rank)
+    : flat_(flat), options_(options), rank_(rank), ranges_(flat.owned_ranges(rank)) {
+  int64_t owned = 0;
+  for (const auto& r : ranges_) owned += r.size();
+  exp_avg_ = torch::zeros({owned}, flat_.values().options());
+  exp_avg_sq_ = torch::zeros({owned}, flat_.values().options());
+  int64_t state_offset = 0;
+  for (const auto& r : ranges_) {
+    params_.push_back(flat_.values().narrow(0, r.begin, r.size()));
+    grads_.push_back(flat_.grads().narrow(0, r.begin, r.size()));
+    exp_avgs_.push_back(exp_avg_.narrow(0, state_offset, r.size()));
+    exp_avg_sqs_.push_back(exp_avg_sq_.narrow(0, state_offset, r.size()));
+    for (size_t i = 0; i < flat_.entries().size(); ++i) {
+      const auto& e = flat_.entries()[i];
+      const int64_t begin = std::max(e.offset, r.begin), end = std::min(e.offset + e.numel, r.end);
+      if (begin >= end) continue;
+      pieces_.push_back({i, begin - e.offset, end - begin, state_offset + begin - r.begin});
+      if (e.decay) decayed_.push_back(flat_.values().narrow(0, begin, end - begin));
+    }
+    state_offset += r.size();
+  }
 }
 
 void AdamW::step(double lr) {
   torch::NoGradGuard no_grad;
   ++step_;
-  auto& p = flat_.values();
-  const auto& g = flat_.grads();
   // Decoupled decay first, on the pre-update weights (as torch.optim.AdamW does).
   if (options_.weight_decay != 0 && !decayed_.empty()) at::_foreach_mul_(decayed_, 1.0 - lr * options_.weight_decay);
-  exp_avg_.lerp_(g, 1.0 - options_.beta1);
-  exp_avg_sq_.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
-  auto denom = (exp_avg_sq_.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
-  p.addcdiv_(exp_avg_, denom, -lr / bias_correction1);
+  for (size_t i = 0; i < ranges_.size(); ++i) {  // one range unless sharded
+    const auto& g = grads_[i];
+    exp_avgs_[i].lerp_(g, 1.0 - options_.beta1);
+    exp_avg_sqs_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
+    auto denom = (exp_avg_sqs_[i].sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
+    params_[i].addcdiv_(exp_avgs_[i], denom, -lr / bias_correction1);
+  }
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AdamW::state_tensors() {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& e : flat_.entries()) {
-    out.emplace_back("exp_avg." + e.name, exp_avg_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
-    out.emplace_back("exp_avg_sq." + e.name, exp_avg_sq_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
+model::NamedTensors AdamW::state_tensors(Collective& collective) {
+  model::NamedTensors out;
+  const auto& entries = flat_.entries();
+  if (!sharded()) {
+    for (const auto& e : entries) {
+      out.emplace_back("exp_avg." + e.name, exp_avg_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
+      out.emplace_back("exp_avg_sq." + e.name, exp_avg_sq_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
+    }
+    return out;
+  }
+  QT_REQUIRE(collective.world_size() == flat_.shards() && collective.rank() == rank_,
+             "the optimizer's shards do not match the collective's ranks");
+  torch::NoGradGuard no_grad;
+  const bool main = rank_ == 0;
+  const auto host = torch::TensorOptions().dtype(torch::kFloat32);
+  torch::Tensor full[2];
+  if (main) full[0] = torch::zeros({flat_.numel()}, host), full[1] = torch::zeros({flat_.numel()}, host);
+  const torch::Tensor* moments[2] = {&exp_avg_, &exp_avg_sq_};
+  int64_t state_offset = 0;
+  for (const auto& b : flat_.buckets()) {  // one bucket at a time: extra device memory is one bucket
+    const int64_t segment = (b.end - b.begin) / flat_.shards();
+    auto buffer = torch::empty({b.end - b.begin}, flat_.values().options());
+    for (int k = 0; k < 2; ++k) {
+      buffer.narrow(0, rank_ * segment, segment).copy_(moments[k]->narrow(0, state_offset, segment));
+      collective.all_gather(buffer);
+      collective.wait();
+      if (main) full[k].narrow(0, b.begin, b.end - b.begin).copy_(buffer);
+    }
+    state_offset += segment;
+  }
+  if (!main) return out;
+  for (const auto& e : entries) {
+    out.emplace_back("exp_avg." + e.name, full[0].narrow(0, e.offset, e.numel).view(e.param.sizes()));
+    out.emplace_back("exp_avg_sq." + e.name, full[1].narrow(0, e.offset, e.numel).view(e.param.sizes()));
   }
   return out;
+}
+
+std::vector<TensorSlice> AdamW::state_slices() {
+  std::vector<TensorSlice> out;
+  for (const auto& piece : pieces_) {
+    const auto& e = flat_.entries()[piece.entry];
+    const auto shape = e.param.sizes().vec();
+    out.push_back({"exp_avg." + e.name, shape, piece.param_begin, exp_avg_.narrow(0, piece.state_offset, piece.length)});
+    out.push_back(
+        {"exp_avg_sq." + e.name, shape, piece.param_begin, exp_avg_sq_.narrow(0, piece.state_offset, piece.length)});
+  }
+  return out;
+}
+
+void AdamW::mask_state(const std::string& name, const torch::Tensor& keep) {
+  torch::NoGradGuard no_grad;
+  const FlatEntry* entry = nullptr;
+  for (const auto& e : flat_.entries())
+    if (e.name == name) entry = &e;
+  QT_REQUIRE(entry, "no optimizer moments for " + name);
+  const auto flat_keep = keep.expand(entry->param.sizes()).reshape({-1});  // masks broadcast over rows or columns
+  for (const auto& piece : pieces_) {
+    if (flat_.entries()[piece.entry].name != name) continue;
+    const auto part = flat_keep.narrow(0, piece.param_begin, piece.length);
+    exp_avg_.narrow(0, piece.state_offset, piece.length).mul_(part);
+    exp_avg_sq_.narrow(0, piece.state_offset, piece.length).mul_(part);
+  }
 }
 
 }  // namespace qtrain::trainer

@@ -182,4 +182,24 @@ void LoadedCheckpoint::restore(const std::string& file, const model::NamedTensor
         .expected("the same model and trainable modules as the job that wrote it");
 }
 
+void LoadedCheckpoint::restore_slices(const std::string& file, const std::vector<TensorSlice>& slices,
+                                      int64_t tensor_count) const {
+  const auto path = (fs::path(dir_) / (file + ".safetensors")).string();
+  auto st = model::SafetensorsFile::open(path);
+  torch::NoGradGuard no_grad;
+  for (const auto& slice : slices) {
+    if (!st->contains(slice.name)) throw Error("tensor missing from checkpoint").file(path).key(slice.name);
+    auto source = st->tensor(slice.name);
+    if (source.sizes() != c10::IntArrayRef(slice.shape))
+      throw Error("shape " + c10::str(source.sizes()) + " does not match the job's").file(path).key(slice.name).expected(
+          c10::str(c10::IntArrayRef(slice.shape)));
+    const_cast<torch::Tensor&>(slice.target).copy_(source.reshape({-1}).narrow(0, slice.begin, slice.target.numel()));
+  }
+  if (static_cast<int64_t>(st->entries().size()) != tensor_count)
+    throw Error("checkpoint holds " + std::to_string(st->entries().size()) + " tensors, the job " +
+                std::to_string(tensor_count))
+        .file(path)
+        .expected("the same model and trainable modules as the job that wrote it");
+}
+
 }  // namespace qtrain::trainer

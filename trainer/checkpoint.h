@@ -5,7 +5,8 @@
 // Layout (docs/formats.md):
 //   config.json            the student's HF config (the folder is also an HF checkpoint)
 //   model.safetensors      student weights (fp32, HF names) + trainable extras ("distill.*")
-//   optimizer.safetensors  AdamW moments, "exp_avg.<name>" / "exp_avg_sq.<name>"
+//   optimizer.safetensors  AdamW moments, "exp_avg.<name>" / "exp_avg_sq.<name>", full tensors
+//                          whatever the rank count and ZeRO stage that wrote them
 //   extras.safetensors     trainable modules that are not the student (distillation projections)
 //   quant.safetensors      fake-quant state: scales, zero points, flags, learned scales
 //   prune.safetensors      structured pruning masks, "layers.<i>.mlp_channels" / "layers.<i>.kv_groups"
@@ -31,6 +32,15 @@ struct CheckpointContents {
   model::NamedTensors quant;
   nlohmann::json trainer_state;
   model::NamedTensors prune;  // last, so that contents written before pruning existed still read {..., state}
+};
+
+// Elements [begin, begin + target.numel()) of the flattened checkpoint tensor `name`, whose
+// full shape is `shape` (a ZeRO-1 rank restores only its part of the optimizer moments).
+struct TensorSlice {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t begin = 0;
+  torch::Tensor target;  // 1-D
 };
 
 class CheckpointManager {
@@ -59,6 +69,8 @@ class LoadedCheckpoint {
   // which must match it exactly in names and shapes. A file that the checkpoint lacks (prune.safetensors of
   // an older one) restores as empty.
   void restore(const std::string& file, const model::NamedTensors& targets) const;
+  // Copies the slices into their targets; the file must hold exactly `tensor_count` tensors.
+  void restore_slices(const std::string& file, const std::vector<TensorSlice>& slices, int64_t tensor_count) const;
   const std::string& dir() const { return dir_; }
 
  private:

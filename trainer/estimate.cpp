@@ -1,6 +1,7 @@
 // Memory and time model of a distillation job.
 #include "trainer/estimate.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -53,7 +54,10 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
     const auto student = student_config(job.model, teacher.get());
     const double tokens = static_cast<double>(job.data.micro_batch_size * job.data.seq_len);
     e.student_parameters = static_cast<double>(student.num_parameters());
-    e.weights_grads_optimizer_bytes = 16.0 * e.student_parameters;
+    // fp32 master weights (4) and gradients (4) on every rank; AdamW's two fp32 moments (8)
+    // on every rank, or split over the ranks with ZeRO-1.
+    e.optimizer_shards = job.parallel.zero_stage == 1 ? std::max(1, ranks) : 1;
+    e.weights_grads_optimizer_bytes = (8.0 + 8.0 / e.optimizer_shards) * e.student_parameters;
     e.autocast_copies_bytes = on_gpu ? 2.0 * e.student_parameters : 0.0;
     if (teacher) {
       e.teacher_parameters = static_cast<double>(teacher->num_parameters());
@@ -69,7 +73,6 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
   } catch (const std::exception& ex) {
     e.problem = ex.what();
   }
-  (void)ranks;
   return e;
 }
 
@@ -78,8 +81,10 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
   char line[256];
   std::string out = "# estimate per rank (" + std::to_string(ranks) + " rank" + (ranks > 1 ? "s" : "") + ", " +
                     (on_gpu ? "GPU, bf16 compute" : "CPU, fp32") + "; docs/performance.md):\n";
-  std::snprintf(line, sizeof(line), "#   student %.3gB parameters: weights + gradients + AdamW %s%s\n",
-                e.student_parameters / 1e9, gb(e.weights_grads_optimizer_bytes).c_str(),
+  const std::string sharding =
+      e.optimizer_shards > 1 ? " (AdamW ZeRO-1 sharded over " + std::to_string(e.optimizer_shards) + " ranks)" : "";
+  std::snprintf(line, sizeof(line), "#   student %.3gB parameters: weights + gradients + AdamW %s%s%s\n",
+                e.student_parameters / 1e9, gb(e.weights_grads_optimizer_bytes).c_str(), sharding.c_str(),
                 on_gpu ? (", bf16 copies " + gb(e.autocast_copies_bytes)).c_str() : "");
   out += line;
   if (e.teacher_parameters > 0) {

@@ -1,6 +1,7 @@
 // What a job will need, before it is submitted (qtrain --dry-run): memory per rank and time
-// per step, from the model configs and the batch shape alone. The memory model and the
-// measurements it was checked against are in docs/performance.md.
+// per step, from the model configs and the batch shape alone. The memory model is in
+// docs/trainer.md (Memory and ZeRO-1), the measurements it was checked against in
+// docs/performance.md.
 #pragma once
 #include <string>
 
@@ -10,7 +11,8 @@ namespace qtrain::trainer {
 
 struct JobEstimate {
   double student_parameters = 0, teacher_parameters = 0;
-  double weights_grads_optimizer_bytes = 0;  // fp32 master weights, gradients, AdamW moments
+  double weights_grads_optimizer_bytes = 0;  // fp32 master weights, gradients, AdamW moments (ZeRO-1: / ranks)
+  int optimizer_shards = 1;                  // ranks that split the AdamW moments (ZeRO-1), else 1
   double autocast_copies_bytes = 0;          // bf16 copies of the weights during a forward (GPU)
   double teacher_bytes = 0;
   double activation_bytes = 0;               // student activations kept for backward

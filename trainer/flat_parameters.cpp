@@ -20,17 +20,38 @@ bool is_decayed(const std::string& name) {
 }
 
 FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                               int64_t bucket_bytes) {
+                               int64_t bucket_bytes, int shards)
+    : shards_(shards) {
   QT_REQUIRE(!params.empty(), "no trainable parameters");
+  QT_REQUIRE(shards >= 1, "shards must be at least 1");
   const auto options = params.front().second.options();
+  // Buckets: consecutive entries until `bucket_bytes` is reached; each bucket's length is a
+  // multiple of kAlign * shards (unsharded, every entry is already a multiple of kAlign).
+  const int64_t bucket_elements = std::max<int64_t>(1, bucket_bytes / 4);
+  const int64_t bucket_multiple = kAlign * shards;
   int64_t total = 0;
+  bool open = false;  // the last bucket still takes entries
+  auto close_bucket = [&] {
+    total = (total + bucket_multiple - 1) / bucket_multiple * bucket_multiple;
+    buckets_.back().end = total;
+  };
   for (auto it = params.rbegin(); it != params.rend(); ++it) {
     const auto& [name, p] = *it;
     TORCH_CHECK(p.scalar_type() == torch::kFloat32 && p.device() == options.device(),
                 "flat parameters must be fp32 on one device: ", name);
+    if (open && total - buckets_.back().begin >= bucket_elements) {
+      close_bucket();
+      open = false;
+    }
+    if (!open) {
+      buckets_.push_back({total, total, {}});
+      open = true;
+    }
+    buckets_.back().entries.push_back(entries_.size());
     entries_.push_back({name, p, total, p.numel(), is_decayed(name)});
     total += padded(p.numel());
   }
+  close_bucket();
   values_ = torch::zeros({total}, options);
   grads_ = torch::zeros({total}, options);
   torch::NoGradGuard no_grad;
@@ -41,14 +62,20 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
     e.param.set_(values_.storage(), e.offset, e.param.sizes(), e.param.contiguous().strides());
   }
   bind_grads();
-  // Buckets: consecutive entries until `bucket_bytes` is reached.
-  const int64_t bucket_elements = std::max<int64_t>(1, bucket_bytes / 4);
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    if (buckets_.empty() || buckets_.back().end - buckets_.back().begin >= bucket_elements)
-      buckets_.push_back({entries_[i].offset, entries_[i].offset, {}});
-    buckets_.back().entries.push_back(i);
-    buckets_.back().end = entries_[i].offset + padded(entries_[i].numel);
+}
+
+std::vector<FlatRange> FlatParameters::owned_ranges(int rank) const {
+  TORCH_CHECK(rank >= 0 && rank < shards_, "rank ", rank, " outside the ", shards_, " shards");
+  std::vector<FlatRange> out;
+  for (const auto& b : buckets_) {
+    const int64_t segment = (b.end - b.begin) / shards_;
+    const FlatRange r{b.begin + rank * segment, b.begin + (rank + 1) * segment};
+    if (!out.empty() && out.back().end == r.begin)
+      out.back().end = r.end;
+    else
+      out.push_back(r);
   }
+  return out;
 }
 
 void FlatParameters::bind_grads() {

@@ -8,7 +8,11 @@
 
 namespace qtrain::trainer {
 
-GradSync::GradSync(FlatParameters& flat, Collective& collective) : flat_(flat), collective_(collective) {
+GradSync::GradSync(FlatParameters& flat, Collective& collective)
+    : flat_(flat), collective_(collective), sharded_(flat.shards() > 1) {
+  TORCH_CHECK(!sharded_ || flat.shards() == collective.world_size(), "flat buffers sharded ", flat.shards(),
+              " ways over ", collective.world_size(), " ranks");
+  if (sharded_) owned_ = flat.owned_ranges(collective.rank());
   const auto& entries = flat_.entries();
   bucket_of_.assign(entries.size(), 0);
   for (size_t b = 0; b < flat_.buckets().size(); ++b)
@@ -53,7 +57,11 @@ void GradSync::launch_ready_prefix() {
   const auto& buckets = flat_.buckets();
   while (next_bucket_ < buckets.size() && missing_[next_bucket_] == 0) {
     const auto& b = buckets[next_bucket_];
-    collective_.all_reduce_sum(flat_.grads().narrow(0, b.begin, b.end - b.begin));
+    const auto grads = flat_.grads().narrow(0, b.begin, b.end - b.begin);
+    if (sharded_)
+      collective_.reduce_scatter_sum(grads);
+    else
+      collective_.all_reduce_sum(grads);
     ++next_bucket_;
   }
 }
@@ -64,8 +72,18 @@ void GradSync::finish() {
   std::fill(missing_.begin(), missing_.end(), 0);
   launch_ready_prefix();
   collective_.wait();
-  flat_.grads().div_(collective_.world_size());
+  if (sharded_)
+    for (const auto& r : owned_) flat_.grads().narrow(0, r.begin, r.size()).div_(collective_.world_size());
+  else
+    flat_.grads().div_(collective_.world_size());
   last_ = false;
+}
+
+void GradSync::all_gather_parameters() {
+  if (!sharded_) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& b : flat_.buckets()) collective_.all_gather(flat_.values().narrow(0, b.begin, b.end - b.begin));
+  collective_.wait();
 }
 
 }  // namespace qtrain::trainer

@@ -3,6 +3,9 @@
 // last micro-batch of a step; a bucket whose parameters are all ready is all-reduced at
 // once, while backward goes on with earlier layers. Buckets are launched strictly in index
 // order, so every rank issues the same collectives in the same order.
+// ZeRO-1 (the flat buffers sharded over the ranks): each bucket is reduce-scattered instead,
+// so a rank ends with the summed gradient of its own segment of every bucket, and after the
+// optimizer has updated those segments, all_gather_parameters() sends them to every rank.
 #pragma once
 #include <torch/torch.h>
 
@@ -25,8 +28,12 @@ class GradSync {
   // (gradient accumulation needs no communication before it).
   void begin_micro_batch(bool last);
   // After the last backward: launches what is left (parameters that got no gradient),
-  // waits for every bucket and divides by the number of ranks.
+  // waits for every bucket and divides by the number of ranks (sharded: the owned segments;
+  // the rest of the gradient buffer then holds unspecified values).
   void finish();
+  // Sharded: all-gathers every bucket of the parameter buffer, so that each rank's updated
+  // segments reach all ranks. Not sharded: nothing to do.
+  void all_gather_parameters();
   // Buckets launched during backward on the last step (for the overlap metric).
   int launched_during_backward() const { return launched_in_backward_; }
 
@@ -35,6 +42,8 @@ class GradSync {
   void launch_ready_prefix();
   FlatParameters& flat_;
   Collective& collective_;
+  bool sharded_ = false;
+  std::vector<FlatRange> owned_;
   std::vector<int> bucket_of_;       // entry -> bucket
   std::vector<int> missing_;         // per bucket: entries not yet ready
   std::vector<bool> entry_ready_;

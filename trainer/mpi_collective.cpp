@@ -1,10 +1,28 @@
-// MPI_Iallreduce on fp32/fp64 host tensors; MPI_Waitall at wait().
+// MPI_Iallreduce, MPI_Ireduce_scatter_block and MPI_Iallgather (all in place) on fp32/fp64
+// host tensors; MPI_Waitall at wait().
 #include "trainer/mpi_collective.h"
 
 #include "common/dist.h"
 #include "common/error.h"
 
 namespace qtrain::trainer {
+
+namespace {
+MPI_Datatype mpi_type(const torch::Tensor& tensor, const char* what) {
+  TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "MPI ", what, " needs a contiguous CPU tensor");
+  TORCH_CHECK(tensor.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  if (tensor.scalar_type() == torch::kFloat64) return MPI_DOUBLE;
+  TORCH_CHECK(tensor.scalar_type() == torch::kFloat32, "MPI ", what, " supports fp32 and fp64");
+  return MPI_FLOAT;
+}
+
+// Elements per rank of a sharded tensor (collective.h).
+int segment_elements(const torch::Tensor& tensor, int world, const char* what) {
+  TORCH_CHECK(tensor.numel() % world == 0, "MPI ", what, ": ", tensor.numel(), " elements do not split into ", world,
+              " equal segments");
+  return static_cast<int>(tensor.numel() / world);
+}
+}  // namespace
 
 MpiCollective::MpiCollective() : rank_(dist::rank()), world_(dist::world_size()) {}
 
@@ -25,6 +43,27 @@ void MpiCollective::all_reduce_sum(const torch::Tensor& tensor) {
   pending_.push_back(request);
 }
 
+void MpiCollective::reduce_scatter_sum(const torch::Tensor& tensor) {
+  if (world_ == 1) return;
+  const MPI_Datatype type = mpi_type(tensor, "reduce-scatter");
+  const int segment = segment_elements(tensor, world_, "reduce-scatter");
+  MPI_Request request;
+  MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, tensor.data_ptr(), segment, type, MPI_SUM, MPI_COMM_WORLD, &request));
+  pending_.push_back(request);
+  if (rank_ != 0)
+    moves_after_wait_.emplace_back(tensor.narrow(0, int64_t{rank_} * segment, segment), tensor.narrow(0, 0, segment));
+}
+
+void MpiCollective::all_gather(const torch::Tensor& tensor) {
+  if (world_ == 1) return;
+  const MPI_Datatype type = mpi_type(tensor, "all-gather");
+  const int segment = segment_elements(tensor, world_, "all-gather");
+  MPI_Request request;
+  // In place: each rank's contribution is already where it is received (segment rank).
+  MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tensor.data_ptr(), segment, type, MPI_COMM_WORLD, &request));
+  pending_.push_back(request);
+}
+
 void MpiCollective::broadcast(const torch::Tensor& tensor, int root) {
   if (world_ == 1) return;
   TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor");
@@ -40,6 +79,8 @@ void MpiCollective::wait() {
   if (pending_.empty()) return;
   MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
   pending_.clear();
+  for (auto& [destination, source] : moves_after_wait_) destination.copy_(source);  // disjoint segments
+  moves_after_wait_.clear();
 }
 
 }  // namespace qtrain::trainer

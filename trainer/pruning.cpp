@@ -75,15 +75,7 @@ void check_targets(const config::PruneSection& prune, const model::ModelConfig& 
 
 // Pruned entries get no update only if their AdamW moments are zero as well.
 void clear_moments(AdamW& optimizer, const std::vector<prune::MaskedTensor>& masked) {
-  std::map<std::string, torch::Tensor> moments;
-  for (auto& [name, tensor] : optimizer.state_tensors()) moments.emplace(name, tensor);
-  torch::NoGradGuard no_grad;
-  for (const auto& m : masked)
-    for (const auto* kind : {"exp_avg.", "exp_avg_sq."}) {
-      const auto it = moments.find(kind + m.name);
-      QT_REQUIRE(it != moments.end(), "pruned tensor without optimizer moments: " + m.name);
-      it->second.mul_(m.keep);  // a view of the flat moment buffers
-    }
+  for (const auto& m : masked) optimizer.mask_state(m.name, m.keep);  // the owned part (ZeRO-1) or all of it
 }
 
 // Every rank must hold the same masks, or the replicas drift apart silently.

@@ -205,11 +205,14 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   auto trainable = named(*student);
   const auto extras = named(*projections, "distill.");
   trainable.insert(trainable.end(), extras.begin(), extras.end());
-  FlatParameters flat(trainable, job.parallel.bucket_mb << 20);
+  // ZeRO-1: the flat buffers' buckets split into one segment per rank, each rank's optimizer owns its segments.
+  FlatParameters flat(trainable, job.parallel.bucket_mb << 20,
+                      job.parallel.zero_stage == 1 ? dist::world_size() : 1);
   auto collective = make_collective(device);
   collective->broadcast(flat.values(), 0);  // every replica starts from rank 0's weights, as DDP does
   GradSync grad_sync(flat, *collective);
-  AdamW optimizer(flat, {job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay});
+  AdamW optimizer(flat, {job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay},
+                  flat.shards() > 1 ? dist::rank() : 0);
   const LrSchedule schedule{job.training.lr, job.training.min_lr_ratio, job.training.warmup_steps,
                             job.training.steps, job.training.schedule};
 
@@ -225,7 +228,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     refresh_quantization(*student);
     ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
     if (pruning) pruning->restored();
-    ck.restore("optimizer", optimizer.state_tensors());
+    ck.restore_slices("optimizer", optimizer.state_slices(), optimizer.state_tensor_count());  // the owned part
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
     if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
@@ -234,10 +237,11 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     results.at_start(teacher ? teacher.get() : nullptr, *student);  // teacher and PTQ perplexity for the report
   }
   auto save = [&] {
+    auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO-1 gathers the shards
     if (!main_rank) return;
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
-                                    {"config_yaml", resolved_config_yaml}};
-    checkpoints.save(state.step, {student->config(), hf_weights(*student), optimizer.state_tensors(), extras,
+                                    {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}};
+    checkpoints.save(state.step, {student->config(), hf_weights(*student), std::move(moments), extras,
                                   quantization_state(*student), trainer_state,
                                   pruning ? pruning->state() : model::NamedTensors{}});
   };

@@ -30,11 +30,19 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
   }
   ctx.grad_sync.finish();
   if (ctx.pruning) ctx.pruning->mask_gradients();  // pruned weights, zero moments: no update at all
-  const auto host_sums = device_sums.cpu();
-  double sums[5];
+  // ZeRO-1: each rank holds only its segments' gradients; their squared norms are summed
+  // over the ranks with the loss terms, in the same small all-reduce.
+  const bool sharded = ctx.optimizer.sharded();
+  auto squares = torch::zeros({1}, device_sums.options());
+  if (sharded)
+    for (const auto& g : ctx.optimizer.owned_grads())
+      squares += at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat64).square();
+  const auto host_sums = torch::cat({device_sums, squares}).cpu();
+  double sums[6];
   for (int i = 0; i < 4; ++i) sums[i] = host_sums[i].item<double>();
   sums[4] = static_cast<double>(tokens);
-  dist::allreduce_sum(sums, 5);
+  sums[5] = host_sums[4].item<double>();
+  dist::allreduce_sum(sums, 6);
   const double micro_batches = static_cast<double>(k * dist::world_size());
   StepResult r;
   r.total = sums[0] / micro_batches;
@@ -43,12 +51,14 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
   r.hidden = sums[3] / micro_batches;
   r.tokens = static_cast<int64_t>(sums[4]);
   r.buckets_overlapped = ctx.grad_sync.launched_during_backward();
-  // Gradients are identical on every rank after the all-reduce, so is their norm.
-  r.grad_norm = ctx.flat.grads().norm().item<double>();
+  // Not sharded, gradients are identical on every rank after the all-reduce, so is their norm.
+  r.grad_norm = sharded ? std::sqrt(sums[5]) : ctx.flat.grads().norm().item<double>();
   r.skipped = !std::isfinite(r.total) || !std::isfinite(r.grad_norm);
   if (r.skipped) return r;
-  if (ctx.grad_clip > 0 && r.grad_norm > ctx.grad_clip) ctx.flat.grads().mul_(ctx.grad_clip / (r.grad_norm + 1e-6));
+  if (ctx.grad_clip > 0 && r.grad_norm > ctx.grad_clip)
+    for (const auto& g : ctx.optimizer.owned_grads()) g.mul_(ctx.grad_clip / (r.grad_norm + 1e-6));
   ctx.optimizer.step(lr);
+  ctx.grad_sync.all_gather_parameters();  // ZeRO-1: every rank's updated segments to all ranks
   return r;
 }
 

@@ -3,6 +3,8 @@
 //     (the last backward all-reduces gradient buckets as they become ready);
 //   wait for the all-reduce -> zero the gradients of pruned weights -> global gradient norm
 //   -> skip on NaN/Inf, else clip and update.
+// ZeRO-1 (parallel.zero_stage 1): reduce-scatter instead of all-reduce, the norm summed over
+// the ranks' segments, each rank updates its segments, then the parameters are all-gathered.
 #pragma once
 #include <torch/torch.h>
 

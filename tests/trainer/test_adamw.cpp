@@ -79,5 +79,74 @@ TEST(FlatParameters, ParametersAndGradientsAreViewsOfTheFlatBuffers) {
   EXPECT_EQ(flat.buckets().front().begin, 0);
 }
 
+// ZeRO-1 layout: over 3 shards every bucket splits into 3 equal segments of a multiple of 64
+// elements, and the ranks' owned ranges cover the buffer exactly once.
+TEST(FlatParameters, ShardedBucketsSplitIntoEqualAlignedSegments) {
+  std::vector<std::pair<std::string, torch::Tensor>> params = {
+      {"a.weight", torch::randn({7, 5})}, {"a.bias", torch::randn({7})}, {"b.weight", torch::randn({300})}};
+  FlatParameters flat(params, /*bucket_bytes=*/4 * 100, /*shards=*/3);
+  ASSERT_EQ(flat.buckets().size(), 2u);  // b.weight (300 >= 100), then a.bias and a.weight
+  for (const auto& b : flat.buckets()) EXPECT_EQ((b.end - b.begin) % (3 * 64), 0) << b.begin;
+  EXPECT_EQ(flat.buckets().back().end, flat.numel());
+  auto owners = torch::zeros({flat.numel()}, torch::kInt32);
+  for (int rank = 0; rank < 3; ++rank)
+    for (const auto& r : flat.owned_ranges(rank)) owners.narrow(0, r.begin, r.size()).add_(1);
+  EXPECT_TRUE((owners == 1).all().item<bool>());
+  // Unsharded, the layout is unchanged and one range owns everything.
+  FlatParameters whole(params, 4 * 100);
+  ASSERT_EQ(whole.owned_ranges(0).size(), 1u);
+  EXPECT_EQ(whole.owned_ranges(0)[0].size(), whole.numel());
+}
+
+// Two ZeRO-1 ranks, each on its own replica with the same gradients, update exactly their own
+// segments as the replicated optimizer does (weight decay only where it applies), and hold
+// moments for their segments only.
+TEST(AdamW, ShardedRanksUpdateTheirSegmentsLikeTheReplicatedOptimizer) {
+  torch::manual_seed(5);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"layer.q_proj.weight", {40, 9}}, {"layer.q_proj.bias", {40}}, {"layer.input_layernorm.weight", {9}},
+      {"lm_head.weight", {30, 9}}};
+  std::vector<std::pair<std::string, torch::Tensor>> initial;
+  for (const auto& [name, shape] : shapes) initial.emplace_back(name, torch::randn(shape));
+  auto replica = [&] {
+    std::vector<std::pair<std::string, torch::Tensor>> p;
+    for (const auto& [name, t] : initial) p.emplace_back(name, t.clone().set_requires_grad(true));
+    return p;
+  };
+  auto full_params = replica(), params0 = replica(), params1 = replica();
+  FlatParameters full(full_params, 4 * 256), shard0(params0, 4 * 256, 2), shard1(params1, 4 * 256, 2);
+  const AdamWOptions options{0.9, 0.95, 1e-8, 0.1};
+  AdamW reference(full, options), rank0(shard0, options, 0), rank1(shard1, options, 1);
+  for (int step = 0; step < 5; ++step) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto g = torch::randn(initial[i].second.sizes());
+      for (auto* p : {&full_params, &params0, &params1}) (*p)[i].second.mutable_grad().copy_(g);
+    }
+    reference.step(1e-2);
+    rank0.step(1e-2);
+    rank1.step(1e-2);
+  }
+  int64_t owned_moments = 0;
+  for (auto* rank : {&rank0, &rank1})
+    for (const auto& slice : rank->state_slices()) owned_moments += slice.target.numel();
+  int64_t parameters = 0;
+  for (const auto& [name, t] : initial) parameters += t.numel();
+  EXPECT_EQ(owned_moments, 2 * parameters);  // each element's two moments live on exactly one rank
+  for (auto [flat, rank] : {std::pair{&shard0, 0}, std::pair{&shard1, 1}}) {
+    auto owned = torch::zeros({flat->numel()}, torch::kBool);
+    for (const auto& r : flat->owned_ranges(rank)) owned.narrow(0, r.begin, r.size()).fill_(true);
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto& e = flat->entries()[i];
+      const auto mask = owned.narrow(0, e.offset, e.numel).view(e.param.sizes());
+      const auto& expected = full.entries()[i].param;
+      ASSERT_EQ(full.entries()[i].name, e.name);
+      EXPECT_TRUE(torch::allclose(e.param.masked_select(mask), expected.masked_select(mask), 1e-6, 1e-7))
+          << e.name << " rank " << rank;
+      EXPECT_TRUE(e.param.masked_select(~mask).equal(initial[shapes.size() - 1 - i].second.masked_select(~mask)))
+          << e.name << " rank " << rank << ": a segment it does not own changed";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qtrain::trainer

@@ -47,6 +47,22 @@ TEST(Estimate, MatchesTheMeasuredPeakOfThe1BDistillation) {
   EXPECT_NE(text.find("#   total about 50."), std::string::npos) << text;
 }
 
+// ZeRO-1 splits only the AdamW moments: 8 + 8 / ranks bytes per student parameter.
+TEST(Estimate, ZeroStage1ShardsTheAdamWMomentsOverTheRanks) {
+  const auto dir = testing::scratch_dir();
+  auto job = distill_1b(dir);
+  const JobEstimate replicated = estimate_job(job, 4, true);
+  job.parallel.zero_stage = 1;
+  const JobEstimate sharded = estimate_job(job, 4, true);
+  ASSERT_EQ(sharded.problem, "");
+  EXPECT_DOUBLE_EQ(replicated.weights_grads_optimizer_bytes, 16 * replicated.student_parameters);
+  EXPECT_DOUBLE_EQ(sharded.weights_grads_optimizer_bytes, 10 * sharded.student_parameters);
+  EXPECT_DOUBLE_EQ(replicated.total_bytes - sharded.total_bytes, 6 * sharded.student_parameters);
+  EXPECT_DOUBLE_EQ(estimate_job(job, 1, true).weights_grads_optimizer_bytes, 16 * sharded.student_parameters);
+  EXPECT_NE(describe_estimate(sharded, 4, true).find("(AdamW ZeRO-1 sharded over 4 ranks)"), std::string::npos)
+      << describe_estimate(sharded, 4, true);
+}
+
 TEST(Estimate, SaysWhyItCannotEstimate) {
   config::JobConfig job;
   job.model.teacher = "/nonexistent/teacher";
