@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_options.h"
 #include "common/cli_main.h"
 #include "common/device.h"
 #include "model/causal_lm.h"
@@ -43,13 +44,7 @@ int run(int argc, char** argv) {
       ("device", po::value(&device_name)->default_value("auto"), "auto|cpu|cuda")
       ("dtype", po::value(&dtype_name)->default_value("auto"), "auto|fp32|bf16|fp16")
       ("peak-tflops", po::value(&peak_tflops)->default_value(989.4), "dense peak of the GPU (H100/H200 SXM bf16: 989.4)");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!qtrain::bench::parse_options(desc, argc, argv)) return 0;
 
   qtrain::model::ModelConfig c;
   c.model_type = "llama";

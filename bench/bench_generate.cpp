@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_options.h"
 #include "common/cli_main.h"
 #include "common/device.h"
 #include "common/error.h"
@@ -96,13 +97,7 @@ int run(int argc, char** argv) {
       ("iters", po::value(&s.iters)->default_value(5), "timed runs (medians are reported)")
       ("device", po::value(&s.device_name)->default_value("auto"), "auto|cpu|cuda")
       ("dtype", po::value(&s.dtype_name)->default_value("bf16"), "compute dtype of the unquantized parts");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!qtrain::bench::parse_options(desc, argc, argv)) return 0;
   if (s.prompt_len < 1 || s.new_tokens < 2 || s.iters < 1) throw qtrain::Error("need prompt-len >= 1, new-tokens >= 2, iters >= 1");
   // One model at a time, so that each peak holds only its own weights.
   const auto bf16 = measure("bf16", s.reference, s);

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_options.h"
 #include "common/cli_main.h"
 #include "common/compat.h"
 #include "common/device.h"
@@ -106,13 +107,7 @@ int run(int argc, char** argv) {
       ("iters", po::value(&iters)->default_value(5), "timed iterations")
       ("device", po::value(&device_name)->default_value("auto"), "auto|cpu|cuda")
       ("dtype", po::value(&dtype_name)->default_value("auto"), "student autocast and teacher dtype: auto|fp32|bf16|fp16");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!qtrain::bench::parse_options(desc, argc, argv)) return 0;
   if (teacher_hidden == 0) teacher_hidden = hidden;
   const auto device = qtrain::resolve_device(device_name);
   const auto dtype = qtrain::resolve_dtype(dtype_name, device);

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 
@@ -28,6 +30,19 @@ inline double fixture_perplexity(model::CausalLMImpl& m, int64_t seq_len = 64) {
   o.seq_len = seq_len;
   o.show_progress = false;
   return eval::evaluate_perplexity(m, tokens, o).perplexity;
+}
+
+// step -> the last metrics.jsonl record logged for it with a loss (a resumed run logs again
+// the steps it redoes).
+inline std::map<int64_t, nlohmann::json> step_records(const std::filesystem::path& run_dir) {
+  std::map<int64_t, nlohmann::json> out;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j;
+  }
+  return out;
 }
 
 // A fresh empty directory under the build tree, named after the running test.

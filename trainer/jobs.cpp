@@ -34,7 +34,6 @@ int run_quantize(const QuantizeJob& job) {
   quant::FakeQuantOptions fq;
   fq.observer.kind = job.observer;
   quant::attach_fake_quant(*model, quant::assign_schemes(*model, quant::parse_rules(rules, "--scheme")), fq);
-  model->to(device);  // the quantizers' scale buffers are created on the CPU
   const auto sequences = calibration_sequences(job.calibration, job.seq_len, job.calibration_sequences).to(device);
   auto run_batches = [&] {
     compat::AutocastGuard autocast(device, dtype);

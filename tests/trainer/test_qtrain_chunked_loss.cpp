@@ -20,17 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::map<int64_t, nlohmann::json> step_records(const fs::path& run_dir) {
-  std::map<int64_t, nlohmann::json> out;
-  std::ifstream in(run_dir / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j;
-  }
-  return out;
-}
-
 TEST(QtrainChunkedLoss, ChunkedAndFullLogitsGiveTheSameLosses) {
   const auto dir = testing::scratch_dir();
   const std::string config = "--config tests/fixtures/train_tiny.yaml --set checkpoint.every_steps=8 ";
@@ -40,7 +29,7 @@ TEST(QtrainChunkedLoss, ChunkedAndFullLogitsGiveTheSameLosses) {
   const auto chunked = testing::run_tool(
       dir, "qtrain", config + "--set distill.loss_chunk_tokens=7 --set run.output_dir=" + (dir / "chunked").string());
   ASSERT_EQ(chunked.status, 0) << chunked.err;
-  const auto a = step_records(dir / "full"), b = step_records(dir / "chunked");
+  const auto a = testing::step_records(dir / "full"), b = testing::step_records(dir / "chunked");
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), 8u);
   double worst = 0;

@@ -27,18 +27,6 @@ using testing::run_tool;
 
 const std::string kConfig = "--config tests/fixtures/train_tiny.yaml ";
 
-// step -> the last record logged for it (a resumed run logs again the steps it redoes).
-std::map<int64_t, nlohmann::json> losses(const fs::path& run_dir) {
-  std::map<int64_t, nlohmann::json> out;
-  std::ifstream in(run_dir / "metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out[j["step"].get<int64_t>()] = j;
-  }
-  return out;
-}
-
 int64_t count_lines(const fs::path& path) {
   std::ifstream in(path);
   return std::count(std::istreambuf_iterator<char>(in), {}, '\n');
@@ -115,7 +103,7 @@ TEST(QtrainTraining, OneRankWithAccumulationMatchesTwoRanks) {
   ASSERT_EQ(one.status, 0) << one.err;
   const auto two = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "two").string(), testing::mpirun(2));
   ASSERT_EQ(two.status, 0) << two.err;
-  const auto a = losses(dir / "one"), b = losses(dir / "two");
+  const auto a = testing::step_records(dir / "one"), b = testing::step_records(dir / "two");
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), 8u);
   for (const auto& [step, record] : a) {
@@ -147,12 +135,12 @@ void expect_sigkill_then_resume_is_exact(const std::string& extra) {
   kill(-group, SIGKILL);
   wait_status(group);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the killed ranks go
-  EXPECT_LT(losses(resumed_dir).size(), 24u);
+  EXPECT_LT(testing::step_records(resumed_dir).size(), 24u);
   const auto again = run_tool(dir, "qtrain", kConfig + run + "--set run.output_dir=" + resumed_dir.string() +
                                                  " --set checkpoint.resume=auto",
                               testing::mpirun(2));
   ASSERT_EQ(again.status, 0) << again.err;
-  const auto a = losses(dir / "full"), b = losses(resumed_dir);
+  const auto a = testing::step_records(dir / "full"), b = testing::step_records(resumed_dir);
   ASSERT_EQ(b.size(), 24u);
   for (const auto& [step, record] : a) {
     EXPECT_EQ(record["loss"].get<double>(), b.at(step)["loss"].get<double>()) << "step " << step;
@@ -183,7 +171,7 @@ TEST(QtrainTraining, ZeroStage1MatchesZeroStage0OnTwoRanks) {
                                                  (dir / "zero1").string(),
                               testing::mpirun(2));
   ASSERT_EQ(zero1.status, 0) << zero1.err;
-  const auto a = losses(dir / "zero0"), b = losses(dir / "zero1");
+  const auto a = testing::step_records(dir / "zero0"), b = testing::step_records(dir / "zero1");
   ASSERT_EQ(a.size(), 16u);
   ASSERT_EQ(b.size(), 16u);
   double worst = 0;
@@ -222,7 +210,7 @@ TEST(QtrainTraining, ZeroStage1CheckpointResumesWithOtherRankCountsAndStages) {
                                                (dir / "two").string(),
                             testing::mpirun(2));
   ASSERT_EQ(two.status, 0) << two.err;
-  const auto reference = losses(dir / "two");
+  const auto reference = testing::step_records(dir / "two");
   const std::string from = "--set checkpoint.resume=" + (dir / "two/checkpoints/step_00000004").string() + " ";
   const std::vector<std::pair<std::string, int>> jobs = {
       {"one_zero0", 1}, {"one_zero1", 1}, {"two_zero0", 2}, {"two_zero1", 2}};
@@ -233,7 +221,7 @@ TEST(QtrainTraining, ZeroStage1CheckpointResumesWithOtherRankCountsAndStages) {
                                                      " --set run.output_dir=" + (dir / name).string(),
                                   ranks > 1 ? testing::mpirun(ranks) : "");
     ASSERT_EQ(resumed.status, 0) << resumed.err;
-    const auto b = losses(dir / name);
+    const auto b = testing::step_records(dir / name);
     ASSERT_EQ(b.size(), 4u);  // steps 5..8
     for (const auto& [step, record] : b) {
       const double x = reference.at(step)["loss"], y = record["loss"];
@@ -265,7 +253,7 @@ TEST(QtrainTraining, NanStepsAreSkippedAndTooManyEndTheRun) {
   const auto skipped = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "a").string(),
                                 "export QTRAIN_INJECT_NAN_STEPS=3,5; " + testing::mpirun(2));
   ASSERT_EQ(skipped.status, 0) << skipped.err;
-  const auto a = losses(dir / "a");
+  const auto a = testing::step_records(dir / "a");
   EXPECT_TRUE(a.at(3).value("skipped", false));
   EXPECT_TRUE(a.at(5).value("skipped", false));
   EXPECT_FALSE(a.at(4).value("skipped", false));
@@ -351,7 +339,7 @@ TEST(QtrainQat, ExportsComparesAndResumesExactly) {
                                 testing::mpirun(2));
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_NE(resumed.err.find("resumed from"), std::string::npos);
-  const auto a = losses(dir / "full"), b = losses(dir / "resumed");
+  const auto a = testing::step_records(dir / "full"), b = testing::step_records(dir / "resumed");
   ASSERT_EQ(b.size(), 8u);
   for (const auto& [step, record] : a) EXPECT_EQ(record["loss"].get<double>(), b.at(step)["loss"].get<double>()) << step;
 }
