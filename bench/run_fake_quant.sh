@@ -22,24 +22,21 @@ for run in "${runs[@]}"; do
   QTRAIN_FAKE_QUANT_KERNEL=$kernel build/qtrain --config configs/gpu_distill_1b.yaml \
     --set run.output_dir="runs/fq-$scheme-$kernel" --set training.steps="$steps" \
     --set "quant.rules=${rules[$scheme]}" --set quant.method=rtn --set quant.calibration_sequences=8 \
-    --set quant.export_at_end=false --set logging.tensorboard=false 2>&1 | tail -2
+    --set quant.export_at_end=false --set logging.tensorboard=false --set checkpoint.enabled=false 2>&1 | tail -2
   cp "runs/fq-$scheme-$kernel/metrics.jsonl" "$OUT/metrics_fq_${scheme}_$kernel.jsonl"
 done
-python3 - "$OUT" "${runs[@]}" <<'PY'
-import json, os, sys
-def steady(run):
-    scheme, kernel = run.split(":")
-    path = os.path.join(sys.argv[1], f"metrics_fq_{scheme}_{kernel}.jsonl")
-    rows = [json.loads(l) for l in open(path) if json.loads(l).get("kind", "train") == "train" and "loss" in l]
-    s = rows[4:]  # the first steps include allocator growth and cuBLAS autotuning
-    return (sum(r["tokens_per_second"] for r in s) / len(s), sum(r.get("mfu", 0) for r in s) / len(s),
-            max(r["peak_memory_bytes"] for r in rows) / 2**30)
-base = steady(sys.argv[2])
-for run in sys.argv[2:]:
-    t, m, g = steady(run)
-    scheme, kernel = run.split(":")
-    print(json.dumps({"bench": "fake_quant_step", "scheme": scheme, "kernel": kernel, "tokens_per_second": round(t),
-                      "mfu": round(m, 4), "peak_memory_gib": round(g, 2),
-                      "tokens_per_second_ratio": round(t / base[0], 4), "overhead_percent": round(100 * (base[0] / t - 1), 2),
-                      "memory_ratio": round(g / base[2], 4)}))
+for run in "${runs[@]}"; do
+  scheme=${run%%:*} kernel=${run##*:}
+  python3 bench/steady_metrics.py "$OUT/metrics_fq_${scheme}_$kernel.jsonl" --label bench=fake_quant_step \
+    --label scheme="$scheme" --label kernel="$kernel"
+done > "$OUT/fake_quant.jsonl"
+python3 - "$OUT/fake_quant.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+base = rows[0]
+for r in rows:
+    r.update(tokens_per_second_ratio=round(r["tokens_per_second"] / base["tokens_per_second"], 4),
+             overhead_percent=round(100 * (base["tokens_per_second"] / r["tokens_per_second"] - 1), 2),
+             memory_ratio=round(r["peak_memory_gib"] / base["peak_memory_gib"], 4))
+    print(json.dumps(r))
 PY

@@ -18,18 +18,10 @@ for scheme in none w4a16-g128; do
   rm -rf "runs/vs-$scheme"
   mpirun --oversubscribe -n "$gpus" build/qtrain --config configs/gpu_distill_1b.yaml --set run.output_dir="runs/vs-$scheme" \
     --set training.steps="$steps" --set "quant.rules=${rules[$scheme]}" --set quant.method=rtn \
-    --set quant.export_at_end=false --set logging.tensorboard=false > "$OUT/qtrain_$scheme.log" 2>&1
-  python3 - "runs/vs-$scheme/metrics.jsonl" "$scheme" "$gpus" >> "$out" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-rows = [r for r in rows if r.get("kind", "train") == "train" and "loss" in r][4:]
-tps = sum(r["tokens_per_second"] for r in rows) / len(rows)
-gpus = int(sys.argv[3])
-print(json.dumps({"bench": "distill_step", "impl": "qtrain", "scheme": sys.argv[2], "gpus": gpus,
-                  "tokens_per_second": round(tps), "tokens_per_second_per_gpu": round(tps / gpus),
-                  "mfu": round(sum(r.get("mfu", 0) for r in rows) / len(rows), 4),
-                  "peak_memory_gib": round(max(r["peak_memory_bytes"] for r in rows) / 2**30, 2)}))
-PY
+    --set quant.export_at_end=false --set logging.tensorboard=false --set checkpoint.enabled=false \
+    > "$OUT/qtrain_$scheme.log" 2>&1
+  python3 bench/steady_metrics.py "runs/vs-$scheme/metrics.jsonl" --gpus "$gpus" --label bench=distill_step \
+    --label impl=qtrain --label scheme="$scheme" >> "$out"
   for compile in "" --compile; do
     python3 -m torch.distributed.run --standalone --nproc-per-node "$gpus" bench/torch_distill_reference.py --scheme "$scheme" \
       --steps "$steps" $compile 2> "$OUT/pytorch_${scheme}${compile}.log" | grep '"bench"' >> "$out"

@@ -33,6 +33,8 @@ p.add_argument("--compile", action="store_true")
 p.add_argument("--lr", type=float, default=1e-4)
 p.add_argument("--warmup", type=int, default=5)
 p.add_argument("--peak-tflops", type=float, default=989.4)
+p.add_argument("--profile-step", type=int, default=0, help="profile this step (1-based) with torch.profiler; 0 = off")
+p.add_argument("--profile-out", default="runs/profile-torch/trace.json", help="Chrome trace of the profiled step")
 a = p.parse_args()
 
 # ---- one process per GPU ----
@@ -144,8 +146,12 @@ if not hasattr(cfg, "head_dim") or cfg.head_dim is None:
 flops = 4 * flops_per_token(cfg)  # student forward + backward (3x) + the same-shape teacher forward
 rows, index = [], rank * accumulation
 torch.cuda.reset_peak_memory_stats()
+profiler = None
 for step in range(a.steps):
     torch.cuda.synchronize()
+    if rank == 0 and step + 1 == a.profile_step:
+        profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+        profiler.__enter__()
     start = time.perf_counter()
     for g in optimizer.param_groups:
         g["lr"] = lr_at(step)
@@ -169,6 +175,12 @@ for step in range(a.steps):
     total = float(total)
     torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        os.makedirs(os.path.dirname(a.profile_out) or ".", exist_ok=True)
+        profiler.export_chrome_trace(a.profile_out)
+        profiler = None
+        continue  # the profiled step's time is not a steady-state sample
     rows.append((a.global_batch * a.seq / seconds, total))
     index += (world - 1) * accumulation
 steady = rows[a.skip:] or rows

@@ -126,6 +126,15 @@ inline torch::Tensor int8_matmul(const torch::Tensor& a, const torch::Tensor& b)
   return torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64)).round().to(torch::kInt32);
 }
 
+// The PyTorch profiler (Kineto: CPU ops and, on CUDA, kernels and memory copies) between
+// start_profiler() and stop_profiler(), which writes the Chrome trace (Perfetto,
+// chrome://tracing, TensorBoard's profiler plugin). LibTorch 2.x only: on 1.13
+// profiler_available() is false and start_profiler() throws. Implemented in compat.cpp, so
+// that the profiler's headers stay out of this one.
+bool profiler_available();
+void start_profiler(bool cuda);
+void stop_profiler(const std::string& chrome_trace_path);
+
 // Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
 // On 1.13 such tensors are read as raw bytes (see model/safetensors.h).
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)

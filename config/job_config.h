@@ -208,12 +208,14 @@ struct CheckpointSection {
   std::int64_t every_steps = 500;
   std::int64_t keep_last = 2;
   std::string resume = "none";
+  bool enabled = true;
 
   template <class V>
   void visit(V& v) {
     v.field("every_steps", every_steps, "Save a checkpoint every N steps; 0 = only after the last step", at_least(0));
     v.field("keep_last", keep_last, "Keep this many most recent checkpoints, delete older ones", at_least(1));
     v.field("resume", resume, "\"none\", \"auto\" (the latest checkpoint in run.output_dir, if any) or a checkpoint folder");
+    v.field("enabled", enabled, "Save checkpoints; false saves none, not even after the last step, so the run cannot be resumed (benchmarks)");
   }
 };
 
@@ -222,6 +224,8 @@ struct LoggingSection {
   bool jsonl = true;
   bool tensorboard = true;
   std::string progress = "auto";
+  std::int64_t profile_step = 0;
+  std::int64_t profile_steps = 1;
 
   template <class V>
   void visit(V& v) {
@@ -229,6 +233,8 @@ struct LoggingSection {
     v.field("jsonl", jsonl, "Write metrics as JSON lines to run.output_dir/metrics.jsonl");
     v.field("tensorboard", tensorboard, "Write TensorBoard event files to run.output_dir/tensorboard");
     v.field("progress", progress, "Progress display on rank 0: auto (a bar on a terminal, lines otherwise), bar, lines, off", Choices{"auto", "bar", "lines", "off"});
+    v.field("profile_step", profile_step, "Profile the training from this optimizer step (1-based) with the PyTorch profiler (Kineto, LibTorch 2.x): rank 0's Chrome trace of CPU ops and CUDA kernels goes to run.output_dir/profile/ (bench/profile_summary.py tabulates it, docs/performance.md); 0 = off", at_least(0));
+    v.field("profile_steps", profile_steps, "How many optimizer steps logging.profile_step profiles", at_least(1));
   }
 };
 

@@ -4,8 +4,13 @@
 #include "distill/chunked_logit_loss.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "common/compat.h"
+#if QTRAIN_WITH_CUDA
+#include "distill/cuda/fused_logit_loss.h"
+#endif
 
 namespace qtrain::distill {
 namespace {
@@ -59,6 +64,41 @@ torch::Tensor ce_chunk(const torch::Tensor& logits, const torch::Tensor& labels,
   return grad.mul_(row_weight.unsqueeze(1));
 }
 
+// The fused CUDA kernel (distill/cuda/logit_loss_kernel.cu) takes a chunk unless
+// QTRAIN_LOSS_KERNEL=torch selects the LibTorch form above (benchmarks, tests).
+bool fused_kernel(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits) {
+#if QTRAIN_WITH_CUDA
+  static const bool allowed = [] {
+    const char* kernel = std::getenv("QTRAIN_LOSS_KERNEL");
+    return kernel == nullptr || std::strcmp(kernel, "torch") != 0;
+  }();
+  return allowed && cuda::fused_logit_loss_applies(student_logits, teacher_logits);
+#else
+  (void)student_logits;
+  (void)teacher_logits;
+  return false;
+#endif
+}
+
+// One chunk through the fused kernel: the same terms and gradient as kd_chunk + ce_chunk.
+torch::Tensor fused_chunk(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const Settings& s,
+                          const torch::Tensor& row_weight, int64_t start, double kd_grad_scale, bool want_grad,
+                          torch::Tensor& kd_sum, torch::Tensor& ce_sum) {
+#if QTRAIN_WITH_CUDA
+  const auto len = student_logits.size(0);
+  auto out = cuda::fused_logit_loss(student_logits, teacher_logits, s.labels.narrow(0, start, len), row_weight,
+                                    kIgnoredLabel, s.options.temperature, kd_grad_scale, want_grad, s.matmul_dtype);
+  if (out.kd_row.defined()) kd_sum += out.kd_row.sum(torch::kFloat64);
+  if (out.ce_row.defined()) ce_sum += out.ce_row.sum(torch::kFloat64);
+  return out.grad;
+#else
+  (void)student_logits, (void)teacher_logits, (void)s, (void)row_weight, (void)start, (void)kd_grad_scale;
+  (void)want_grad, (void)kd_sum, (void)ce_sum;
+  TORCH_CHECK(false, "fused_chunk needs a CUDA build");
+  return {};
+#endif
+}
+
 class ChunkedLogitLoss : public torch::autograd::Function<ChunkedLogitLoss> {
  public:
   // -> {total, ce, kd}; only total is differentiable.
@@ -84,15 +124,23 @@ class ChunkedLogitLoss : public torch::autograd::Function<ChunkedLogitLoss> {
     for (int64_t start = 0; start < tokens; start += o.chunk_tokens) {
       const auto len = std::min(o.chunk_tokens, tokens - start);
       const auto x = student_hidden.narrow(0, start, len).to(s.matmul_dtype);
-      const auto logits = torch::linear(x, weight).to(torch::kFloat32);  // [len, V]
-      torch::Tensor grad;  // d total / d logits, fp32 [len, V]
-      if (o.beta > 0)  // the teacher's logits are a temporary: gone when kd_chunk returns
-        grad = kd_chunk(logits,
-                        torch::linear(s.teacher_hidden.narrow(0, start, len), s.teacher_weight).to(torch::kFloat32),
-                        o.temperature, kd_grad_scale, want_grad, kd_sum);
-      if (o.alpha > 0) {
-        auto ce_grad = ce_chunk(logits, s.labels.narrow(0, start, len), row_weight.narrow(0, start, len), want_grad, ce_sum);
-        grad = grad.defined() ? grad.add_(ce_grad) : ce_grad;
+      const auto student_logits = torch::linear(x, weight);  // [len, V] in the matmul dtype
+      // The teacher's logits are a temporary: gone at the end of the chunk.
+      const auto teacher_logits = o.beta > 0 ? torch::linear(s.teacher_hidden.narrow(0, start, len), s.teacher_weight)
+                                             : torch::Tensor();
+      torch::Tensor grad;  // d total / d logits [len, V]
+      if (fused_kernel(student_logits, teacher_logits)) {
+        grad = fused_chunk(student_logits, teacher_logits, s, o.alpha > 0 ? row_weight.narrow(0, start, len) : row_weight,
+                           start, kd_grad_scale, want_grad, kd_sum, ce_sum);
+      } else {
+        const auto logits = student_logits.to(torch::kFloat32);
+        if (o.beta > 0)
+          grad = kd_chunk(logits, teacher_logits.to(torch::kFloat32), o.temperature, kd_grad_scale, want_grad, kd_sum);
+        if (o.alpha > 0) {
+          auto ce_grad =
+              ce_chunk(logits, s.labels.narrow(0, start, len), row_weight.narrow(0, start, len), want_grad, ce_sum);
+          grad = grad.defined() ? grad.add_(ce_grad) : ce_grad;
+        }
       }
       if (!want_grad) continue;
       // The linear's backward, in the forward's matmul dtype (bf16 under autocast, as the

@@ -5,6 +5,9 @@
 
 #include "common/compat.h"
 #include "model/rope.h"
+#if QTRAIN_WITH_CUDA
+#include "model/cuda/fused_layers.h"
+#endif
 
 namespace qtrain::model {
 
@@ -40,10 +43,20 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+#if QTRAIN_WITH_CUDA
+  if (x.is_cuda() && cuda::fused_layers_allowed() && cuda::fused_rms_norm_applies(x, weight))
+    return cuda::fused_rms_norm(x, weight, eps);  // one kernel (model/cuda/rms_norm_kernel.cu)
+#endif
+  return rms_norm_reference(x, weight, eps);
+}
+
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
   auto h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * h.to(x.scalar_type());
 }
+
+torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up) { return torch::silu(gate) * up; }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
   gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
@@ -52,7 +65,12 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  const auto gate = gate_proj(x), up = up_proj(x);
+#if QTRAIN_WITH_CUDA
+  if (gate.is_cuda() && cuda::fused_layers_allowed() && cuda::fused_swiglu_applies(gate, up))
+    return down_proj(cuda::fused_swiglu(gate, up));  // model/cuda/swiglu_kernel.cu
+#endif
+  return down_proj(swiglu_reference(gate, up));
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)

@@ -63,6 +63,11 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
+// The LibTorch forms of RMSNorm and of the SwiGLU product, the references that the fused CUDA
+// kernels (model/cuda/fused_layers.h, used on CUDA unless QTRAIN_MODEL_KERNELS=torch) are tested against.
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up);  // silu(gate) * up
+
 class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& c);

@@ -3,6 +3,9 @@
 #include "model/rope.h"
 
 #include <cmath>
+#if QTRAIN_WITH_CUDA
+#include "model/cuda/fused_layers.h"
+#endif
 
 namespace qtrain::model {
 
@@ -39,6 +42,14 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::cos_sin(int64_t seq_len
 }
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+#if QTRAIN_WITH_CUDA
+  if (x.is_cuda() && cuda::fused_layers_allowed() && cuda::fused_rotary_applies(x, cos, sin))
+    return cuda::fused_rotary(x, cos, sin);  // one pass (model/cuda/rotary_kernel.cu)
+#endif
+  return apply_rotary_reference(x, cos, sin);
+}
+
+torch::Tensor apply_rotary_reference(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto half = x.size(-1) / 2;
   auto x1 = x.narrow(-1, 0, half);
   auto x2 = x.narrow(-1, half, half);

@@ -23,7 +23,10 @@ class RotaryEmbedding {
   double attention_scaling_ = 1.0;  // 1 for the supported types; yarn/longrope would change it
 };
 
-// x * cos + rotate_half(x) * sin, for x of shape [batch, heads, seq, head_dim].
+// x * cos + rotate_half(x) * sin, for x of shape [batch, heads, seq, head_dim]: on CUDA the
+// fused kernel (model/cuda/fused_layers.h) unless QTRAIN_MODEL_KERNELS=torch, else the
+// LibTorch form, apply_rotary_reference, which the kernel is tested against.
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+torch::Tensor apply_rotary_reference(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
 
 }  // namespace qtrain::model

@@ -101,6 +101,13 @@ QParams qparams_from_minmax(const torch::Tensor& min_vals, const torch::Tensor& 
 
 QParams compute_qparams(const torch::Tensor& x, const QuantArgs& a, torch::ScalarType scale_dtype) {
   auto view = unit_view(x.detach(), a);
+#if QTRAIN_WITH_CUDA
+  // One kernel instead of aminmax and a dozen element-wise ops: same bits (quant/cuda/qparams_kernel.cu).
+  if (view.is_cuda() && fused_fake_quant_allowed() && cuda::fused_minmax_qparams_applies(view)) {
+    auto [scale, zero_point] = cuda::fused_minmax_qparams(view, grid_min(a), grid_max(a), a.symmetric, scale_dtype);
+    return {scale, zero_point};
+  }
+#endif
   if (!view.is_cuda()) view = view.to(torch::kFloat32);  // min/max are exact in any dtype; CPU kernels want fp32
   const auto [lo, hi] = torch::aminmax(view, /*dim=*/-1, /*keepdim=*/true);  // one pass over the data
   return qparams_from_minmax(lo, hi, a, scale_dtype);

@@ -27,6 +27,7 @@
 #include "trainer/pruning.h"
 #include "trainer/quantization.h"
 #include "trainer/results.h"
+#include "trainer/step_profiler.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
 #include "trainer/training_state.h"
@@ -237,6 +238,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     results.at_start(teacher ? teacher.get() : nullptr, *student);  // teacher and PTQ perplexity for the report
   }
   auto save = [&] {
+    if (!job.checkpoint.enabled) return;
     auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO-1 gathers the shards
     if (!main_rank) return;
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
@@ -268,6 +270,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
       student->config(), teacher ? &teacher->config() : nullptr, job.data.seq_len);
   const double peak = peak_bf16_tflops(device) * 1e12 * dist::world_size();
   const auto faults = FaultInjection::from_environment();
+  StepProfiler profiler(job.logging.profile_step, job.logging.profile_steps, job.run.output_dir, device, main_rank);
   auto prune_if_due = [&](int64_t step) {
     if (!pruning || !pruning->due(step)) return;
     const auto summary = pruning->update(step, loss, flat, optimizer);
@@ -287,6 +290,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     faults.at_step(dist::rank(), state.step + 1);
     ctx.inject_nan = faults.nan_steps.count(state.step + 1) > 0;
     StepResult r;
+    profiler.before_step(state.step + 1);
     try {
       r = train_step(ctx, batch, lr);
     } catch (const c10::OutOfMemoryError& e) {
@@ -297,6 +301,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
           .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
     }
     ++state.step;
+    profiler.after_step(state.step);
     state.sampler = batch.next;
     state.tokens_seen += r.tokens;
     window_tokens += r.tokens;
@@ -339,8 +344,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     }
     if (any_signal) {
       progress.finish();
-      if (main_rank) std::fprintf(stderr, "qtrain: stopped by signal %d after step %lld; checkpoint saved\n", any_signal,
-                                  (long long)state.step);
+      if (main_rank) std::fprintf(stderr, "qtrain: stopped by signal %d after step %lld; %s\n", any_signal,
+                                  (long long)state.step,
+                                  job.checkpoint.enabled ? "checkpoint saved" : "no checkpoint (checkpoint.enabled false)");
       return 128 + any_signal;
     }
   }

@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include "quant/cuda/fake_quant_kernel.h"
+#include "quant/cuda/qparams_kernel.h"
 
 namespace qtrain::quant::cuda {
 
@@ -86,6 +87,32 @@ torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& s
               "fused fake quant narrows only fp32 inputs");
   return FusedFakeQuantizeFunction::apply(x.contiguous(), as_float(scale), as_float(zero_point), unit_len, qmin, qmax,
                                           fp8, out);
+}
+
+bool fused_minmax_qparams_applies(const torch::Tensor& view) {
+  const auto t = view.scalar_type();
+  return view.is_cuda() && view.dim() == 2 && view.size(0) >= kFusedQParamsMinUnits &&
+         (t == torch::kFloat32 || t == torch::kFloat16 || t == torch::kBFloat16);
+}
+
+std::pair<torch::Tensor, torch::Tensor> fused_minmax_qparams(const torch::Tensor& view, double qmin, double qmax,
+                                                             bool symmetric, torch::ScalarType scale_dtype) {
+  const c10::cuda::CUDAGuard guard(view.device());
+  const auto x = view.contiguous();
+  const auto units = x.size(0);
+  auto scale = torch::empty({units, 1}, x.options().dtype(torch::kFloat32));
+  auto zero_point = torch::empty({units, 1}, x.options().dtype(torch::kFloat32));
+  // The storage dtype's epsilon, as qparams_from_minmax uses it for a unit of zeros.
+  const auto storage = scale_dtype == torch::kFloat32 ? ScaleStorage::float32
+                       : scale_dtype == torch::kFloat16 ? ScaleStorage::float16
+                                                         : ScaleStorage::bfloat16;
+  const float epsilon = storage == ScaleStorage::float32   ? 1.1920928955078125e-07f
+                        : storage == ScaleStorage::float16 ? 0.0009765625f
+                                                           : 0.0078125f;
+  minmax_qparams({element_type(x.scalar_type()), units, x.size(1), static_cast<float>(qmin), static_cast<float>(qmax),
+                  symmetric, storage, epsilon, at::cuda::getCurrentCUDAStream().stream()},
+                 x.data_ptr(), scale.data_ptr<float>(), zero_point.data_ptr<float>());
+  return {scale, zero_point};
 }
 
 }  // namespace qtrain::quant::cuda

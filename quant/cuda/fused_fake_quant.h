@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <optional>
+#include <utility>
 
 namespace qtrain::quant::cuda {
 
@@ -16,5 +17,14 @@ bool fused_fake_quantize_applies(const torch::Tensor& x, const torch::Tensor& sc
 torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
                                   int64_t unit_len, double qmin, double qmax, bool fp8,
                                   std::optional<torch::ScalarType> out_dtype = std::nullopt);
+
+// Min-max scale and zero point ([units, 1] fp32 each) of every row of the 2-D view x, as
+// quant_math.cpp's qparams_from_minmax(aminmax(x)) computes them on CUDA, in one kernel.
+// Applies to CUDA fp32/fp16/bf16 views with at least `kFusedQParamsMinUnits` rows (fewer
+// rows would give each warp too much of the tensor).
+constexpr int64_t kFusedQParamsMinUnits = 256;
+bool fused_minmax_qparams_applies(const torch::Tensor& view);
+std::pair<torch::Tensor, torch::Tensor> fused_minmax_qparams(const torch::Tensor& view, double qmin, double qmax,
+                                                             bool symmetric, torch::ScalarType scale_dtype);
 
 }  // namespace qtrain::quant::cuda

@@ -7,6 +7,9 @@
 
 #include "common/compat.h"
 #include "quant/quant_math.h"
+#if QTRAIN_WITH_CUDA
+#include "quant/cuda/fused_fake_quant.h"
+#endif
 
 namespace qtrain::quant {
 namespace {
@@ -104,6 +107,44 @@ TEST(FusedFakeQuantAutocast, Fp32WeightsComeOutInTheAutocastDtype) {
   EXPECT_TRUE(torch::equal(fused_in.grad(), reference_in.grad()));
   // Without autocast the dtype stays.
   EXPECT_EQ(fake_quantize_for_matmul(w, qp, args).scalar_type(), torch::kFloat32);
+}
+
+// The fused min-max scale kernel (quant/cuda/qparams_kernel.cu) against the reference it
+// replaces, qparams_from_minmax over aminmax, on CUDA: the same bits for every storage
+// dtype, with all-zero units (epsilon scale), one-signed units (the zero point at the grid's
+// edge), vectorized and scalar unit lengths.
+TEST_P(FusedFakeQuant, MinMaxScalesMatchTheReferenceBitForBit) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the fused kernel runs on CUDA only";
+  const auto dtype = GetParam();
+  torch::manual_seed(10);
+  const std::vector<Case> scale_cases = {
+      {"int4_sym_group128", make_args(4, "int", true, Strategy::group, 128), {512, 1024}},
+      {"int4_asym_group32", make_args(4, "int", false, Strategy::group, 32), {300, 96}},
+      {"int8_sym_channel", make_args(8, "int", true, Strategy::channel), {384, 2048}},
+      {"int8_asym_token", make_args(8, "int", false, Strategy::token), {2, 200, 96}},
+      {"int2_sym_group_odd", make_args(2, "int", true, Strategy::group, 6), {300, 18}},
+      {"fp8_channel", make_args(8, "float", true, Strategy::channel), {260, 72}},
+  };
+  for (const auto& c : scale_cases) {
+    for (const auto scale_dtype : {torch::kBFloat16, torch::kFloat16, torch::kFloat32}) {
+      SCOPED_TRACE(std::string(c.name) + " scales in " + c10::toString(scale_dtype));
+      auto x = (torch::randn(c.shape) * 0.05).to(torch::kCUDA, dtype);
+      auto rows = x.view({-1, x.size(-1)});
+      rows[0].zero_();       // scale = the storage dtype's epsilon
+      rows[1].abs_();        // min 0: asymmetric zero point at qmin
+      rows[2].abs_().neg_();  // max 0: at qmax
+      const auto view = unit_view(x, c.args);
+#if QTRAIN_WITH_CUDA
+      ASSERT_TRUE(cuda::fused_minmax_qparams_applies(view));
+#endif
+      const auto [lo, hi] = torch::aminmax(view, -1, true);
+      const auto reference = qparams_from_minmax(lo, hi, c.args, scale_dtype);
+      const auto fused = compute_qparams(x, c.args, scale_dtype);
+      EXPECT_TRUE(torch::equal(fused.scale, reference.scale))
+          << (fused.scale != reference.scale).sum().item<int64_t>() << " of " << reference.scale.numel() << " differ";
+      EXPECT_TRUE(torch::equal(fused.zero_point, reference.zero_point));
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, FusedFakeQuant,
