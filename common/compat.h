@@ -117,11 +117,14 @@ class AutocastOffGuard {
 
 // Exact integer matrix product of int8 operands, a [m, k] x b [k, n] -> int32 [m, n]: the
 // int8 tensor-core GEMM (at::_int_mm) on CUDA with LibTorch 2.x where its shape rules hold,
-// else a float64 GEMM, which is exact here (|sums| <= k * 2^14 < 2^53).
+// else a float64 GEMM, which is exact here (|sums| <= k * 2^14 < 2^53). cuBLASLt's int8 GEMM
+// takes only the "TN" layout, a row-major and b column-major (a row-major b is refused with
+// CUBLAS_STATUS_NOT_SUPPORTED on H100/H200): b goes in as the transpose of a contiguous
+// [n, k], which for a weight's transpose is the weight itself, not a copy.
 inline torch::Tensor int8_matmul(const torch::Tensor& a, const torch::Tensor& b) {
 #if QTRAIN_TORCH_2
   if (a.is_cuda() && a.size(0) > 16 && a.size(1) % 8 == 0 && b.size(1) % 8 == 0)
-    return at::_int_mm(a.to(torch::kInt8).contiguous(), b.to(torch::kInt8).contiguous());
+    return at::_int_mm(a.to(torch::kInt8).contiguous(), b.to(torch::kInt8).t().contiguous().t());
 #endif
   return torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64)).round().to(torch::kInt32);
 }

@@ -98,8 +98,11 @@ void TrainLoader::run_worker(SamplerState state) {
           if (options_.vocab_size > 0) check_token_range(ids, options_.vocab_size, path_, offset);
           rows[static_cast<int64_t>(i)].copy_(ids);
         }
-        if (options_.pin_memory) rows = rows.pin_memory();
-        step.micro_batches.push_back({rows.narrow(1, 0, len), rows.narrow(1, 1, len), samples});
+        // Contiguous, so that a pinned copy goes to the device asynchronously: a strided
+        // view would first be gathered into pageable memory, and that copy waits for the GPU.
+        auto input_ids = rows.narrow(1, 0, len).contiguous(), labels = rows.narrow(1, 1, len).contiguous();
+        if (options_.pin_memory) input_ids = input_ids.pin_memory(), labels = labels.pin_memory();
+        step.micro_batches.push_back({input_ids, labels, samples});
       }
       state = step.next;
       {
