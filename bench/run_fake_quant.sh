@@ -11,17 +11,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-12}"
 source scripts/gpu-setup.sh random-1b
-declare -A rules=(
-  [none]="[]"
-  [w4a16-g128]="[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']"
-  [w8a8]="[lm_head=none, 're:model\\.layers\\..*=w8a8']")
 runs=(none:fused w4a16-g128:fused w4a16-g128:torch w8a8:fused w8a8:torch)
 for run in "${runs[@]}"; do
   scheme=${run%%:*} kernel=${run##*:}
   rm -rf "runs/fq-$scheme-$kernel"
   QTRAIN_FAKE_QUANT_KERNEL=$kernel build/qtrain --config configs/gpu_distill_1b.yaml \
     --set run.output_dir="runs/fq-$scheme-$kernel" --set training.steps="$steps" \
-    --set "quant.rules=${rules[$scheme]}" --set quant.method=rtn --set quant.calibration_sequences=8 \
+    --set "quant.rules=${QUANT_RULES[$scheme]}" --set quant.method=rtn --set quant.calibration_sequences=8 \
     --set quant.export_at_end=false --set logging.tensorboard=false --set checkpoint.enabled=false 2>&1 | tail -2
   cp "runs/fq-$scheme-$kernel/metrics.jsonl" "$OUT/metrics_fq_${scheme}_$kernel.jsonl"
 done

@@ -11,10 +11,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-8}"
 source scripts/gpu-setup.sh random-1b
-declare -A rules=(
-  [none]="[]"
-  [w4a16-g128]="[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']"
-  [w8a8]="[lm_head=none, 're:model\\.layers\\..*=w8a8']")
 # A variant is SCHEME:KERNELS: fused (qtrain's CUDA kernels) or torch (their LibTorch forms:
 # QTRAIN_MODEL_KERNELS, QTRAIN_LOSS_KERNEL and QTRAIN_FAKE_QUANT_KERNEL set to torch).
 for variant in ${VARIANTS:-none:fused none:torch w4a16-g128:fused w8a8:fused}; do
@@ -23,7 +19,7 @@ for variant in ${VARIANTS:-none:fused none:torch w4a16-g128:fused w8a8:fused}; d
   rm -rf "$dir"
   env $([ "$kernels" = torch ] && echo QTRAIN_MODEL_KERNELS=torch QTRAIN_LOSS_KERNEL=torch QTRAIN_FAKE_QUANT_KERNEL=torch) \
     build/qtrain --config configs/gpu_distill_1b.yaml --set run.output_dir="$dir" --set training.steps="$steps" \
-    --set "quant.rules=${rules[$scheme]}" --set quant.method=rtn --set quant.calibration_sequences=8 \
+    --set "quant.rules=${QUANT_RULES[$scheme]}" --set quant.method=rtn --set quant.calibration_sequences=8 \
     --set quant.export_at_end=false --set logging.tensorboard=false --set checkpoint.enabled=false \
     --set logging.profile_step="$steps" > "$OUT/qtrain_profile_$scheme-$kernels.log" 2>&1 \
     || { tail -5 "$OUT/qtrain_profile_$scheme-$kernels.log"; continue; }

@@ -17,12 +17,10 @@ steps="${1:-12}"
 source scripts/gpu-setup.sh random-1b
 gpus=$(nvidia-smi -L | wc -l)
 out=runs/vs_pytorch.jsonl
-declare -A rules=([none]="[]" [w4a16-g128]="[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']"
-                  [w8a8]="[lm_head=none, 're:model\\.layers\\..*=w8a8']")
 for scheme in ${QTRAIN_SCHEMES-none w4a16-g128}; do
   rm -rf "runs/vs-$scheme"
   mpirun --oversubscribe -n "$gpus" build/qtrain --config configs/gpu_distill_1b.yaml --set run.output_dir="runs/vs-$scheme" \
-    --set training.steps="$steps" --set "quant.rules=${rules[$scheme]}" --set quant.method=rtn \
+    --set training.steps="$steps" --set "quant.rules=${QUANT_RULES[$scheme]}" --set quant.method=rtn \
     --set quant.calibration_sequences=8 --set quant.export_at_end=false --set logging.tensorboard=false \
     --set checkpoint.enabled=false > "$OUT/qtrain_$scheme.log" 2>&1 || { tail -3 "$OUT/qtrain_$scheme.log"; continue; }
   python3 bench/steady_metrics.py "runs/vs-$scheme/metrics.jsonl" --gpus "$gpus" --label bench=distill_step \

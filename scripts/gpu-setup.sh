@@ -9,3 +9,9 @@ if [ ! -x build/qtrain ]; then
     || { grep -E "error|FAILED" -A6 "$OUT/build.log" | head -60; exit 1; }
 fi
 [ "${1:-}" != random-1b ] || [ -d runs/random-1b/teacher ] || python3 scripts/make_random_teacher.py runs/random-1b --tokens 3000000 2>&1 | grep -v Warn
+# The fake-quant rules of the GPU benchmarks by scheme: every decoder linear quantized,
+# lm_head (and the embeddings) left in bf16.
+declare -A QUANT_RULES=(
+  [none]="[]"
+  [w4a16-g128]="[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']"
+  [w8a8]="[lm_head=none, 're:model\\.layers\\..*=w8a8']")

@@ -32,6 +32,13 @@ inline double fixture_perplexity(model::CausalLMImpl& m, int64_t seq_len = 64) {
   return eval::evaluate_perplexity(m, tokens, o).perplexity;
 }
 
+// Largest |a - b| relative to the largest |b|, in fp64 (for comparisons of whole tensors
+// whose entries may cancel, where element-wise relative errors mean nothing).
+inline double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>() /
+         b.to(torch::kFloat64).abs().max().item<double>();
+}
+
 // step -> the last metrics.jsonl record logged for it with a loss (a resumed run logs again
 // the steps it redoes).
 inline std::map<int64_t, nlohmann::json> step_records(const std::filesystem::path& run_dir) {

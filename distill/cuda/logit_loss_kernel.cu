@@ -10,12 +10,7 @@
 // so terms agree to rounding (tests/distill/test_fused_logit_loss.cpp).
 #include "distill/cuda/logit_loss_kernel.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include <stdexcept>
-#include <string>
+#include "common/cuda/element.cuh"
 
 namespace qtrain::distill::cuda {
 
@@ -23,17 +18,7 @@ namespace {
 
 constexpr int kThreads = 1024;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using namespace qtrain::cuda;
 
 // A softmax normaliser being accumulated: max and sum of exp(x - max).
 struct Normaliser {
@@ -77,11 +62,6 @@ __device__ float block_sum(float v, float* shared) {
   for (int w = 0; w < kThreads / 32; ++w) total += shared[w];
   return total;
 }
-
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
 
 // TS student, TT teacher, TG gradient; VEC elements per load (1 when rows are not aligned).
 template <typename TS, typename TT, typename TG, int VEC>
@@ -149,22 +129,21 @@ __global__ void __launch_bounds__(kThreads) logit_loss_kernel(LogitLossLaunch l)
   }
 }
 
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+bool aligned_or_null(const void* p) { return p == nullptr || aligned16(p); }
 
 template <typename TS, typename TT, typename TG>
 void launch(const LogitLossLaunch& l) {
   constexpr int kVec = 16 / (sizeof(TS) > sizeof(TG) ? sizeof(TS) : sizeof(TG));
   auto stream = static_cast<cudaStream_t>(l.stream);
-  const bool vectorized = l.vocab % kVec == 0 && aligned16(l.student) && aligned16(l.teacher) && aligned16(l.grad) &&
+  const bool vectorized = l.vocab % kVec == 0 && aligned16(l.student) && aligned_or_null(l.teacher) &&
+                          aligned_or_null(l.grad) &&
                           (sizeof(TT) * kVec <= 16);
   if (l.rows == 0) return;
   if (vectorized)
     logit_loss_kernel<TS, TT, TG, kVec><<<static_cast<unsigned>(l.rows), kThreads, 0, stream>>>(l);
   else
     logit_loss_kernel<TS, TT, TG, 1><<<static_cast<unsigned>(l.rows), kThreads, 0, stream>>>(l);
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string("fused_logit_loss failed to launch: ") + cudaGetErrorString(status));
+  check_launch("fused_logit_loss");
 }
 
 template <typename TS, typename TT>

@@ -5,13 +5,14 @@
 // Arithmetic as the reference: fp32, mean = sum * (1/hidden), rsqrtf, x * rstd rounded to x's
 // dtype, times the weight, rounded to the output dtype. The row sum runs in another order
 // than ATen's, so outputs agree to fp32 rounding (tests/model/test_fused_layers.cpp).
-#include "model/cuda/dtype.cuh"
+#include "common/cuda/element.cuh"
+#include "model/cuda/kernels.h"
 
 namespace qtrain::model::cuda {
 
 namespace {
 
-using namespace detail;
+using namespace qtrain::cuda;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;

@@ -6,13 +6,14 @@
 // rounded to the output dtype (the promotion of x's and cos's), without FMA contraction, so
 // the forward gives the same bits. The backward computes g * cos + rotate_half^T(g * sin) in
 // fp32 and rounds once, where autograd rounds each of its three contributions.
-#include "model/cuda/dtype.cuh"
+#include "common/cuda/element.cuh"
+#include "model/cuda/kernels.h"
 
 namespace qtrain::model::cuda {
 
 namespace {
 
-using namespace detail;
+using namespace qtrain::cuda;
 
 constexpr int kThreads = 256;
 
@@ -20,6 +21,19 @@ __device__ __forceinline__ int64_t x_offset(const RotaryLaunch& l, int64_t row) 
   const int64_t s = row % l.seq, h = (row / l.seq) % l.heads, b = row / (l.seq * l.heads);
   return b * l.stride_batch + h * l.stride_head + s * l.stride_seq;
 }
+
+// The cos and sin entries of pair j (j and j + half) of position s.
+template <typename TC, int VEC>
+struct Tables {
+  Pack<TC, VEC> c1, c2, s1, s2;
+  __device__ Tables(const TC* cos, const TC* sin, int64_t s, int64_t j, int64_t head_dim) {
+    const int64_t half = head_dim / 2, at = s * head_dim + j;
+    c1 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + at);
+    c2 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + at + half);
+    s1 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + at);
+    s2 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + at + half);
+  }
+};
 
 template <typename TX, typename TC, typename TO, int VEC>
 __global__ void forward_kernel(RotaryLaunch l, const TX* __restrict__ x, const TC* __restrict__ cos,
@@ -32,10 +46,8 @@ __global__ void forward_kernel(RotaryLaunch l, const TX* __restrict__ x, const T
     const TX* xr = x + x_offset(l, row);
     const auto x1 = *reinterpret_cast<const Pack<TX, VEC>*>(xr + j);
     const auto x2 = *reinterpret_cast<const Pack<TX, VEC>*>(xr + j + half);
-    const auto c1 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + s * l.head_dim + j);
-    const auto c2 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + s * l.head_dim + j + half);
-    const auto s1 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + s * l.head_dim + j);
-    const auto s2 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + s * l.head_dim + j + half);
+    const Tables<TC, VEC> tables(cos, sin, s, j, l.head_dim);
+    const auto &c1 = tables.c1, &c2 = tables.c2, &s1 = tables.s1, &s2 = tables.s2;
     Pack<TO, VEC> o1, o2;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
@@ -63,10 +75,8 @@ __global__ void backward_kernel(RotaryLaunch l, const TO* __restrict__ g, const 
     const TO* gr = g + row * l.head_dim;
     const auto g1 = *reinterpret_cast<const Pack<TO, VEC>*>(gr + j);
     const auto g2 = *reinterpret_cast<const Pack<TO, VEC>*>(gr + j + half);
-    const auto c1 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + s * l.head_dim + j);
-    const auto c2 = *reinterpret_cast<const Pack<TC, VEC>*>(cos + s * l.head_dim + j + half);
-    const auto s1 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + s * l.head_dim + j);
-    const auto s2 = *reinterpret_cast<const Pack<TC, VEC>*>(sin + s * l.head_dim + j + half);
+    const Tables<TC, VEC> tables(cos, sin, s, j, l.head_dim);
+    const auto &c1 = tables.c1, &c2 = tables.c2, &s1 = tables.s1, &s2 = tables.s2;
     Pack<TX, VEC> o1, o2;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {

@@ -5,13 +5,14 @@
 // to the dtype, then the product rounded; backward dy * sigmoid * (1 + g * (1 - sigmoid)) on the
 // rounded dy * up. Contraction into FMAs may differ from ATen's build, so results agree to one
 // rounding step (tests/model/test_fused_layers.cpp).
-#include "model/cuda/dtype.cuh"
+#include "common/cuda/element.cuh"
+#include "model/cuda/kernels.h"
 
 namespace qtrain::model::cuda {
 
 namespace {
 
-using namespace detail;
+using namespace qtrain::cuda;
 
 constexpr int kThreads = 256;
 

@@ -6,35 +6,15 @@
 // round half to even), so both forms give the same bits (tests/quant/test_fused_fake_quant.cpp).
 #include "quant/cuda/fake_quant_kernel.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
-#include <stdexcept>
-#include <string>
+
+#include "common/cuda/element.cuh"
 
 namespace qtrain::quant::cuda {
 
 namespace {
 
-template <typename T>
-__device__ __forceinline__ float load_float(T v);
-template <>
-__device__ __forceinline__ float load_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ float load_float<__half>(__half v) { return __half2float(v); }
-template <>
-__device__ __forceinline__ float load_float<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T>
-__device__ __forceinline__ T store_float(float v);
-template <>
-__device__ __forceinline__ float store_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half store_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 store_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using namespace qtrain::cuda;
 
 // quant_math.cpp's round_to_fp8_e4m3: step 2^(floor(log2 max(|c|, 2^-6)) - 3).
 __device__ __forceinline__ float round_to_grid(float clamped, bool fp8) {
@@ -44,12 +24,6 @@ __device__ __forceinline__ float round_to_grid(float clamped, bool fp8) {
   const float step = ldexpf(1.0f, exponent - 1 - 3);
   return rintf(clamped / step) * step;
 }
-
-// VEC elements per thread and iteration: 16-byte loads when the units allow it.
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
 
 // x' is stored in TOut: x's own type, or bf16/fp16 straight from fp32 master weights under
 // autocast (the cast the matmul would make anyway, fused in).
@@ -65,9 +39,9 @@ __global__ void forward_kernel(const T* __restrict__ x, TOut* __restrict__ out, 
     Pack<TOut, VEC> result;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
-      const float v = load_float(in.v[k]) / s + z;
+      const float v = to_float(in.v[k]) / s + z;
       const float q = round_to_grid(fminf(fmaxf(v, qmin), qmax), fp8);
-      result.v[k] = store_float<TOut>((q - z) * s);
+      result.v[k] = from_float<TOut>((q - z) * s);
     }
     reinterpret_cast<Pack<TOut, VEC>*>(out)[i] = result;
   }
@@ -86,20 +60,12 @@ __global__ void backward_kernel(const T* __restrict__ x, const TOut* __restrict_
     Pack<T, VEC> result;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
-      const float v = load_float(in.v[k]) / s + z;
-      result.v[k] = store_float<T>((v >= qmin && v <= qmax) ? load_float(g.v[k]) : 0.0f);
+      const float v = to_float(in.v[k]) / s + z;
+      result.v[k] = from_float<T>((v >= qmin && v <= qmax) ? to_float(g.v[k]) : 0.0f);
     }
     reinterpret_cast<Pack<T, VEC>*>(grad_x)[i] = result;
   }
 }
-
-void check_launch(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string(what) + " failed to launch: " + cudaGetErrorString(status));
-}
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, typename TOut>
 void launch_forward(const FakeQuantLaunch& l, const void* x, void* out) {

@@ -8,30 +8,20 @@
 // the fake-quant overhead (docs/performance.md).
 #include "quant/cuda/qparams_kernel.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include <algorithm>
 
-#include <stdexcept>
-#include <string>
+#include "common/cuda/element.cuh"
 
 namespace qtrain::quant::cuda {
 
 namespace {
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <typename T, int VEC>
-struct alignas(sizeof(T) * VEC) Pack {
-  T v[VEC];
-};
+using namespace qtrain::cuda;
 
 __device__ __forceinline__ float round_scale(float s, ScaleStorage storage) {
   switch (storage) {
-    case ScaleStorage::bfloat16: return __bfloat162float(__float2bfloat16_rn(s));
-    case ScaleStorage::float16: return __half2float(__float2half_rn(s));
+    case ScaleStorage::bfloat16: return round_to<__nv_bfloat16>(s);
+    case ScaleStorage::float16: return round_to<__half>(s);
     default: return s;
   }
 }
@@ -73,8 +63,6 @@ __global__ void minmax_qparams_kernel(const T* __restrict__ x, float* __restrict
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename T>
 void launch(const QParamsLaunch& l, const void* x, float* scale, float* zero_point) {
   constexpr int kVec = 16 / sizeof(T);
@@ -90,9 +78,7 @@ void launch(const QParamsLaunch& l, const void* x, float* scale, float* zero_poi
   else
     minmax_qparams_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(data, scale, zero_point, l.units, l.unit_len, l.qmin,
                                                                 l.qmax, l.symmetric, l.storage, l.epsilon);
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess)
-    throw std::runtime_error(std::string("minmax_qparams failed to launch: ") + cudaGetErrorString(status));
+  check_launch("minmax_qparams");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "distill/chunked_logit_loss.h"
 #include "distill/kd_loss.h"
+#include "tests/test_util.h"
 #if QTRAIN_WITH_CUDA
 #include "distill/cuda/fused_logit_loss.h"
 #endif
@@ -21,10 +22,7 @@
 namespace qtrain::distill {
 namespace {
 
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>() /
-         b.to(torch::kFloat64).abs().max().item<double>();
-}
+using testing::relative_difference;
 
 struct KernelCase {
   const char* name;

@@ -25,10 +25,7 @@
 namespace qtrain::model {
 namespace {
 
-double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>() /
-         b.to(torch::kFloat64).abs().max().item<double>();
-}
+using testing::relative_difference;
 
 // One rounding step of `dtype` relative to a value (fp32: the tolerance of reordered sums).
 double step_of(torch::ScalarType dtype) {

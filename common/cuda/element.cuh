@@ -1,5 +1,5 @@
-// Loads and stores of the three floating types in fp32 registers, and 16-byte packs, shared by
-// the decoder's kernels.
+// Loads and stores of the three floating types in fp32 registers, 16-byte packs and the launch
+// check, shared by every qtrain kernel (quant/cuda, model/cuda, distill/cuda). nvcc only.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -8,9 +8,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "model/cuda/kernels.h"
 
-namespace qtrain::model::cuda::detail {
+namespace qtrain::cuda {
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
@@ -41,14 +40,14 @@ inline void check_launch(const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string(what) + " failed to launch: " + cudaGetErrorString(status));
 }
 
-// Calls f.template operator()<T>() with T the C++ type of `type`.
-template <typename F>
-void dispatch(DType type, F&& f) {
+// Calls f(T{}) with T the C++ type of `type`, an enum with members float32, float16, bfloat16.
+template <typename Enum, typename F>
+void dispatch(Enum type, F&& f) {
   switch (type) {
-    case DType::float32: return f(float{});
-    case DType::float16: return f(__half{});
-    case DType::bfloat16: return f(__nv_bfloat16{});
+    case Enum::float32: return f(float{});
+    case Enum::float16: return f(__half{});
+    case Enum::bfloat16: return f(__nv_bfloat16{});
   }
 }
 
-}  // namespace qtrain::model::cuda::detail
+}  // namespace qtrain::cuda
