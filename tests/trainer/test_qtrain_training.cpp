@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "common/compat.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
 
@@ -301,6 +302,40 @@ TEST(QtrainTraining, BadSetupsExitWithStatus2) {
   const auto ranks = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "r").string(), testing::mpirun(3));
   EXPECT_EQ(ranks.status, 2);
   EXPECT_NE(ranks.err.find("not a multiple of micro_batch_size x ranks"), std::string::npos) << ranks.err;
+}
+
+// checkpoint.enabled false (benchmarks): no checkpoint is written, not even the last, and the
+// run trains exactly as one that saves them.
+TEST(QtrainTraining, CheckpointsOffWritesNoneAndTrainsTheSame) {
+  const auto dir = testing::scratch_dir();
+  const auto on = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "on").string());
+  ASSERT_EQ(on.status, 0) << on.err;
+  const auto off = run_tool(dir, "qtrain", kConfig + "--set checkpoint.enabled=false --set run.output_dir=" +
+                                               (dir / "off").string());
+  ASSERT_EQ(off.status, 0) << off.err;
+  EXPECT_TRUE(fs::exists(dir / "on/checkpoints/latest"));
+  EXPECT_FALSE(fs::exists(dir / "off/checkpoints/latest"));
+  const auto a = testing::step_records(dir / "on"), b = testing::step_records(dir / "off");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), a.size());
+  for (const auto& [step, record] : a) EXPECT_EQ(record["loss"].get<double>(), b.at(step)["loss"].get<double>()) << step;
+}
+
+// logging.profile_step: with LibTorch 2.x the chosen step's Chrome trace is written under
+// run.output_dir/profile/; a 1.x build has no profiler API and refuses the key (status 2).
+TEST(QtrainTraining, ProfileStepWritesATraceOrIsRefused) {
+  const auto dir = testing::scratch_dir();
+  const auto run = run_tool(dir, "qtrain", kConfig + "--set logging.profile_step=3 --set run.output_dir=" +
+                                               (dir / "run").string());
+  if (!compat::profiler_available()) {
+    EXPECT_EQ(run.status, 2);
+    EXPECT_NE(run.err.find("key 'logging.profile_step'"), std::string::npos) << run.err;
+    return;
+  }
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto trace = dir / "run/profile/trace_steps_3-3.json";
+  ASSERT_TRUE(fs::exists(trace));
+  EXPECT_NE(testing::read_text(trace).find("traceEvents"), std::string::npos);
 }
 
 }  // namespace
