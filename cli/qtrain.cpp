@@ -88,6 +88,7 @@ int run(int argc, char** argv) {
 
   const LoadedConfig config = load_config(cli.config_path, cli.overrides);
   if (cli.dry_run) {
+    if (!qtrain::dist::is_main()) return 0;  // under mpirun: one copy of the config and estimate, from rank 0
     std::fputs(to_yaml(config).c_str(), stdout);
     const bool gpu = config.job.model.device == "cuda" || (config.job.model.device == "auto" && qtrain::compat::cuda_available());
     const int ranks = qtrain::dist::world_size();

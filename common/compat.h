@@ -138,6 +138,22 @@ bool profiler_available();
 void start_profiler(bool cuda);
 void stop_profiler(const std::string& chrome_trace_path);
 
+// A tensor's memory released and given back in place (FSDP's "free/alloc storage"): the
+// tensor and every view of it keep their sizes and their StorageImpl, so that autograd's saved
+// references to them see whatever the storage holds again after allocate_storage. Reading
+// a released tensor is a bug. The same StorageImpl calls exist in 1.13 and 2.x.
+inline void release_storage(const torch::Tensor& tensor) {
+  auto* storage = tensor.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(at::DataPtr(nullptr, storage->device()));
+  storage->set_nbytes(0);
+}
+inline void allocate_storage(const torch::Tensor& tensor, size_t nbytes) {
+  auto* storage = tensor.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(storage->allocator()->allocate(nbytes));
+  storage->set_nbytes(nbytes);
+}
+inline bool storage_allocated(const torch::Tensor& tensor) { return tensor.storage().nbytes() > 0; }
+
 // Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
 // On 1.13 such tensors are read as raw bytes (see model/safetensors.h).
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)

@@ -93,6 +93,7 @@ struct TrainingSection {
   double grad_clip = 1.0;
   std::string schedule = "cosine";
   std::int64_t max_skipped_steps = 10;
+  bool activation_checkpointing = false;
 
   template <class V>
   void visit(V& v) {
@@ -107,6 +108,7 @@ struct TrainingSection {
     v.field("grad_clip", grad_clip, "Clip the global gradient norm to this; 0 = off", at_least(0));
     v.field("schedule", schedule, "Decay after warmup, from lr to lr * min_lr_ratio", Choices{"cosine", "linear", "constant"});
     v.field("max_skipped_steps", max_skipped_steps, "Steps with a NaN/Inf loss or gradient are skipped; abort after this many", at_least(0));
+    v.field("activation_checkpointing", activation_checkpointing, "Keep only each student decoder layer's input in forward and run the layer again in backward (per-layer activation checkpointing: less activation memory for about a third more student compute)");
   }
 };
 
@@ -242,12 +244,14 @@ struct ParallelSection {
   std::int64_t bucket_mb = 25;
   std::int64_t timeout_s = 600;
   std::int64_t zero_stage = 0;
+  bool shard_teacher = true;
 
   template <class V>
   void visit(V& v) {
     v.field("bucket_mb", bucket_mb, "Gradient all-reduce bucket size in MiB (fp32); buckets go out during backward", at_least(1));
     v.field("timeout_s", timeout_s, "A step taking longer than this aborts the whole job (a hung rank never hangs the rest)", at_least(1));
-    v.field("zero_stage", zero_stage, "ZeRO stage: 0 = every rank holds all AdamW moments (gradients all-reduced); 1 = moments sharded over the ranks (gradients reduce-scattered, parameters all-gathered)", Range{0, 1});
+    v.field("zero_stage", zero_stage, "ZeRO stage: 0 = every rank holds all AdamW moments (gradients all-reduced); 1 = moments sharded over the ranks (gradients reduce-scattered, parameters all-gathered); 2 = gradients sharded too (reduce-scattered bucket by bucket in every micro-batch, no full gradient buffer); 3 = fp32 master weights sharded too, each decoder layer all-gathered just before its forward and its backward and freed after (docs/trainer.md)", Range{0, 3});
+    v.field("shard_teacher", shard_teacher, "With zero_stage 3: the teacher's weights sharded over the ranks as well, each layer gathered for its forward and freed; false keeps a full teacher on every rank");
   }
 };
 

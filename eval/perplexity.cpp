@@ -60,7 +60,20 @@ PerplexityResult evaluate_perplexity(model::CausalLMImpl& model, const data::Tok
   // Rank r evaluates windows r, r + world, ...; batches of consecutive ones of its own.
   std::vector<int64_t> mine;
   for (int64_t w = rank; w < windows; w += world) mine.push_back(w);
-  for (size_t first = 0; first < mine.size(); first += options.batch_size) {
+  // Every rank runs the same number of forwards (the most any rank has; a rank short of
+  // windows runs its first one again and drops the result): a sharded model gathers its
+  // layers with collectives in each forward (trainer/sharded_model.h).
+  const int64_t most = (windows + world - 1) / world;
+  const int64_t batches = (most + options.batch_size - 1) / options.batch_size;
+  for (int64_t b = 0; b < batches; ++b) {
+    const size_t first = static_cast<size_t>(b * options.batch_size);
+    if (first >= mine.size()) {
+      const int64_t window = mine.empty() ? 0 : mine.front();
+      auto ids = tokens.read(window * options.seq_len, options.seq_len).unsqueeze(0).to(device);
+      sequence_nll_sums(model, model.hidden_states(ids.narrow(1, 0, options.seq_len - 1)),
+                        ids.narrow(1, 1, options.seq_len - 1));
+      continue;
+    }
     const auto count = std::min<int64_t>(options.batch_size, static_cast<int64_t>(mine.size() - first));
     std::vector<torch::Tensor> rows;
     for (int64_t i = 0; i < count; ++i) {

@@ -32,8 +32,18 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, std::v
   auto h = model->embed_tokens(input_ids);
   auto [cos, sin] = rotary_.cos_sin(seq, offset, h.device(), h.scalar_type());
   int64_t index = 0;
-  for (const auto& layer : *model->layers) {
-    h = layer->as<DecoderLayerImpl>()->forward(h, cos, sin, cache, index++);
+  for (const auto& module : *model->layers) {
+    auto layer = std::dynamic_pointer_cast<DecoderLayerImpl>(module);
+    if (layer_runner_) {
+      // Captured by value: a runner may call it again after this function has returned.
+      const LayerForward forward = [layer, cos = cos, sin = sin, cache, index](const torch::Tensor& x) {
+        return layer->forward(x, cos, sin, cache, index);
+      };
+      h = layer_runner_(index, h, forward);
+    } else {
+      h = layer->forward(h, cos, sin, cache, index);
+    }
+    ++index;
     if (layer_outputs) layer_outputs->push_back(h);
   }
   if (cache) cache->advance(seq);

@@ -4,6 +4,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "model/kv_cache.h"
@@ -21,6 +22,14 @@ class DecoderStackImpl : public torch::nn::Module {  // "model." in HF names
   RMSNorm norm{nullptr};
 };
 TORCH_MODULE(DecoderStack);
+
+// Something that runs each decoder layer's forward for the model: sharded weights gathered
+// around it, activation checkpointing (trainer/sharded_model.h). It must call `forward`
+// (the layer's own forward, safe to call later, e.g. again in backward) and return its
+// output. The model does not know what it does; without one, layers run directly.
+using LayerForward = std::function<torch::Tensor(const torch::Tensor& hidden)>;
+using LayerRunner =
+    std::function<torch::Tensor(int64_t layer, const torch::Tensor& hidden, const LayerForward& forward)>;
 
 class CausalLMImpl : public torch::nn::Module {
  public:
@@ -42,6 +51,7 @@ class CausalLMImpl : public torch::nn::Module {
   // hidden [.., hidden] -> logits [.., vocab].
   torch::Tensor logits(const torch::Tensor& hidden);
   const torch::Tensor& lm_head_weight() const;
+  void set_layer_runner(LayerRunner runner) { layer_runner_ = std::move(runner); }
 
   const ModelConfig& config() const { return config_; }
   DecoderStack model{nullptr};
@@ -50,6 +60,7 @@ class CausalLMImpl : public torch::nn::Module {
  private:
   ModelConfig config_;
   RotaryEmbedding rotary_;
+  LayerRunner layer_runner_;
 };
 TORCH_MODULE(CausalLM);
 

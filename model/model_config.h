@@ -50,6 +50,8 @@ struct ModelConfig {
 
   int64_t kv_groups() const { return num_attention_heads / num_key_value_heads; }
   int64_t num_parameters() const;
+  // Those outside the decoder layers: embeddings, lm_head when untied, the final norm.
+  int64_t root_parameters() const { return vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size; }
 };
 
 }  // namespace qtrain::model

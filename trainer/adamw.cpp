@@ -15,8 +15,8 @@ AdamW::AdamW(FlatParameters& flat, AdamWOptions options, int rank)
   exp_avg_sq_ = torch::zeros({owned}, flat_.values().options());
   int64_t state_offset = 0;
   for (const auto& r : ranges_) {
-    params_.push_back(flat_.values().narrow(0, r.begin, r.size()));
-    grads_.push_back(flat_.grads().narrow(0, r.begin, r.size()));
+    params_.push_back(flat_.values_at(r.begin, r.size()));
+    grads_.push_back(flat_.grads_at(r.begin, r.size()));
     exp_avgs_.push_back(exp_avg_.narrow(0, state_offset, r.size()));
     exp_avg_sqs_.push_back(exp_avg_sq_.narrow(0, state_offset, r.size()));
     for (size_t i = 0; i < flat_.entries().size(); ++i) {
@@ -24,7 +24,7 @@ AdamW::AdamW(FlatParameters& flat, AdamWOptions options, int rank)
       const int64_t begin = std::max(e.offset, r.begin), end = std::min(e.offset + e.numel, r.end);
       if (begin >= end) continue;
       pieces_.push_back({i, begin - e.offset, end - begin, state_offset + begin - r.begin});
-      if (e.decay) decayed_.push_back(flat_.values().narrow(0, begin, end - begin));
+      if (e.decay) decayed_.push_back(flat_.values_at(begin, end - begin));
     }
     state_offset += r.size();
   }

@@ -16,7 +16,10 @@ namespace qtrain::trainer {
 namespace {
 
 constexpr double kActivationBytesPerTokenPerLayerPerHidden = 34.0;  // Korthikanti et al. 2022, bf16, flash attention
-constexpr double kLossBytesPerLogit = 40.0;  // reference KD path: bf16 logits, fp32 copies, softmaxes, products
+// bf16 logits, fp32 copies, softmaxes, products: 40 B per logit of the tokens whose logits
+// exist at once (all of a micro-batch's, or one chunk's with distill.loss_chunk_tokens;
+// measured 47.1 GiB and 31.9 GiB peaks for the 1B job, docs/performance.md).
+constexpr double kLossBytesPerLogit = 40.0;
 constexpr double kAssumedMfu = 0.30;         // measured 27-31% for the 1B job (docs/performance.md)
 constexpr double kGpuPeak = 989.4e12;        // H100/H200 dense bf16
 
@@ -53,21 +56,52 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
           model::ModelConfig::from_file((std::filesystem::path(job.model.teacher) / "config.json").string()));
     const auto student = student_config(job.model, teacher.get());
     const double tokens = static_cast<double>(job.data.micro_batch_size * job.data.seq_len);
+    const double compute_bytes = on_gpu ? 2.0 : 4.0;  // bf16 on GPU, fp32 on CPU
     e.student_parameters = static_cast<double>(student.num_parameters());
-    // fp32 master weights (4) and gradients (4) on every rank; AdamW's two fp32 moments (8)
-    // on every rank, or split over the ranks with ZeRO-1.
-    e.optimizer_shards = job.parallel.zero_stage == 1 ? std::max(1, ranks) : 1;
-    e.weights_grads_optimizer_bytes = (8.0 + 8.0 / e.optimizer_shards) * e.student_parameters;
-    e.autocast_copies_bytes = on_gpu ? 2.0 * e.student_parameters : 0.0;
-    if (teacher) {
-      e.teacher_parameters = static_cast<double>(teacher->num_parameters());
-      e.teacher_bytes = (on_gpu ? 2.0 : 4.0) * e.teacher_parameters;
+    e.zero_stage = static_cast<int>(job.parallel.zero_stage);
+    e.shards = e.zero_stage >= 1 ? std::max(1, ranks) : 1;
+    const double n = e.shards, p = e.student_parameters;
+    const double bucket = static_cast<double>(job.parallel.bucket_mb << 20);
+    // fp32 master weights (4), gradients (4) and AdamW's two fp32 moments (8) per parameter,
+    // each divided over the ranks from the stage that shards it.
+    e.weights_bytes = 4.0 * p / (e.zero_stage >= 3 ? n : 1.0);
+    e.grads_bytes = e.zero_stage >= 2 ? 4.0 * p / n + 2.0 * bucket : 4.0 * p;  // + two staging buckets
+    e.optimizer_bytes = 8.0 * p / n;
+    e.weights_grads_optimizer_bytes = e.weights_bytes + e.grads_bytes + e.optimizer_bytes;
+    const bool checkpointed = job.training.activation_checkpointing;
+    if (e.zero_stage >= 3) {
+      // The root unit (embeddings, final norm, lm_head) for the step, two decoder layers at
+      // once (one running, the next prefetched), and one layer's gradients before packing.
+      const double root = static_cast<double>(student.root_parameters());
+      const double layer = (p - root) / static_cast<double>(student.num_hidden_layers);
+      e.gathered_bytes = compute_bytes * (root + 3.0 * layer);
+      // Without checkpointing, the matmuls keep the fake-quantized weights for backward.
+      if (!job.quant.rules.empty() && !checkpointed) e.fake_quant_bytes = compute_bytes * (p - root);
+    } else {
+      e.autocast_copies_bytes = on_gpu ? 2.0 * p : 0.0;
     }
-    e.activation_bytes = kActivationBytesPerTokenPerLayerPerHidden * tokens * student.num_hidden_layers *
-                         student.hidden_size * (on_gpu ? 1.0 : 2.0);
-    e.logits_bytes = kLossBytesPerLogit * tokens * student.vocab_size;
-    e.total_bytes = e.weights_grads_optimizer_bytes + e.autocast_copies_bytes + e.teacher_bytes + e.activation_bytes +
-                    e.logits_bytes;
+    if (teacher) {
+      const double t = static_cast<double>(teacher->num_parameters());
+      e.teacher_parameters = t;
+      if (e.zero_stage >= 3 && job.parallel.shard_teacher) {
+        const double root = static_cast<double>(teacher->root_parameters());
+        const double layer = (t - root) / static_cast<double>(teacher->num_hidden_layers);
+        e.teacher_bytes = compute_bytes * (t / n + root + 2.0 * layer);
+        e.teacher_sharded = true;
+      } else {
+        e.teacher_bytes = compute_bytes * t;
+      }
+    }
+    const double per_layer = kActivationBytesPerTokenPerLayerPerHidden * tokens * student.hidden_size * (on_gpu ? 1.0 : 2.0);
+    // Checkpointed: each layer's input kept, and one layer's activations while it runs again.
+    e.activation_bytes = checkpointed ? compute_bytes * tokens * student.hidden_size * student.num_hidden_layers + per_layer
+                                      : per_layer * student.num_hidden_layers;
+    const double loss_tokens = job.distill.loss_chunk_tokens > 0
+                                   ? std::min(tokens, static_cast<double>(job.distill.loss_chunk_tokens))
+                                   : tokens;
+    e.logits_bytes = kLossBytesPerLogit * loss_tokens * student.vocab_size;
+    e.total_bytes = e.weights_grads_optimizer_bytes + e.gathered_bytes + e.autocast_copies_bytes + e.fake_quant_bytes +
+                    e.teacher_bytes + e.activation_bytes + e.logits_bytes;
     e.tokens_per_step = static_cast<double>(job.data.global_batch_size * job.data.seq_len);
     e.flops_per_step = e.tokens_per_step * model::distill_flops_per_token(student, teacher.get(), job.data.seq_len);
   } catch (const std::exception& ex) {
@@ -78,17 +112,31 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
 
 std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
   if (!e.problem.empty()) return "# estimate: not available (" + e.problem + ")\n";
-  char line[256];
+  char line[320];
   std::string out = "# estimate per rank (" + std::to_string(ranks) + " rank" + (ranks > 1 ? "s" : "") + ", " +
-                    (on_gpu ? "GPU, bf16 compute" : "CPU, fp32") + "; docs/performance.md):\n";
-  const std::string sharding =
-      e.optimizer_shards > 1 ? " (AdamW ZeRO-1 sharded over " + std::to_string(e.optimizer_shards) + " ranks)" : "";
-  std::snprintf(line, sizeof(line), "#   student %.3gB parameters: weights + gradients + AdamW %s%s%s\n",
-                e.student_parameters / 1e9, gb(e.weights_grads_optimizer_bytes).c_str(), sharding.c_str(),
-                on_gpu ? (", bf16 copies " + gb(e.autocast_copies_bytes)).c_str() : "");
+                    (on_gpu ? "GPU, bf16 compute" : "CPU, fp32") + "; docs/trainer.md):\n";
+  std::string sharding;
+  if (e.shards > 1) {
+    static const char* what[] = {"", "AdamW", "AdamW and gradients", "AdamW, gradients and weights"};
+    sharding = " (ZeRO-" + std::to_string(e.zero_stage) + ": " + what[e.zero_stage] + " sharded over " +
+               std::to_string(e.shards) + " ranks)";
+  }
+  std::snprintf(line, sizeof(line), "#   student %.3gB parameters: weights %s + gradients %s + AdamW %s = %s%s\n",
+                e.student_parameters / 1e9, gb(e.weights_bytes).c_str(), gb(e.grads_bytes).c_str(),
+                gb(e.optimizer_bytes).c_str(), gb(e.weights_grads_optimizer_bytes).c_str(), sharding.c_str());
   out += line;
+  if (e.gathered_bytes > 0) {
+    std::snprintf(line, sizeof(line), "#   gathered units (root + 2 decoder layers) %s%s\n", gb(e.gathered_bytes).c_str(),
+                  e.fake_quant_bytes > 0 ? (", fake-quantized weights kept for backward " + gb(e.fake_quant_bytes)).c_str() : "");
+    out += line;
+  }
+  if (e.autocast_copies_bytes > 0) {
+    std::snprintf(line, sizeof(line), "#   bf16 copies of the weights %s\n", gb(e.autocast_copies_bytes).c_str());
+    out += line;
+  }
   if (e.teacher_parameters > 0) {
-    std::snprintf(line, sizeof(line), "#   teacher %.3gB parameters: %s\n", e.teacher_parameters / 1e9, gb(e.teacher_bytes).c_str());
+    std::snprintf(line, sizeof(line), "#   teacher %.3gB parameters: %s%s\n", e.teacher_parameters / 1e9,
+                  gb(e.teacher_bytes).c_str(), e.teacher_sharded ? " (sharded, gathered layer by layer)" : "");
     out += line;
   }
   std::snprintf(line, sizeof(line), "#   activations %s, loss over the vocabulary %s\n#   total about %s\n",

@@ -1,6 +1,6 @@
 // What a job will need, before it is submitted (qtrain --dry-run): memory per rank and time
 // per step, from the model configs and the batch shape alone. The memory model is in
-// docs/trainer.md (Memory and ZeRO-1), the measurements it was checked against in
+// docs/trainer.md (Memory and ZeRO), the measurements it was checked against in
 // docs/performance.md.
 #pragma once
 #include <string>
@@ -11,12 +11,19 @@ namespace qtrain::trainer {
 
 struct JobEstimate {
   double student_parameters = 0, teacher_parameters = 0;
-  double weights_grads_optimizer_bytes = 0;  // fp32 master weights, gradients, AdamW moments (ZeRO-1: / ranks)
-  int optimizer_shards = 1;                  // ranks that split the AdamW moments (ZeRO-1), else 1
-  double autocast_copies_bytes = 0;          // bf16 copies of the weights during a forward (GPU)
-  double teacher_bytes = 0;
+  int zero_stage = 0;
+  int shards = 1;                            // ranks that split the sharded state (ZeRO), else 1
+  double weights_bytes = 0;                  // fp32 master weights (stage 3: / ranks)
+  double grads_bytes = 0;                    // fp32 gradients (stages 2, 3: / ranks, plus staging buckets)
+  double optimizer_bytes = 0;                // AdamW moments (stages 1-3: / ranks)
+  double weights_grads_optimizer_bytes = 0;  // the three above
+  double gathered_bytes = 0;                 // stage 3: the root unit and two decoder layers gathered at once
+  double autocast_copies_bytes = 0;          // bf16 copies of the weights kept for backward (GPU, stages 0-2)
+  double fake_quant_bytes = 0;               // fake-quantized weights kept for backward (stage 3 with quant.rules)
+  double teacher_bytes = 0;                  // its weights (sharded: its shard and gathered units)
+  bool teacher_sharded = false;
   double activation_bytes = 0;               // student activations kept for backward
-  double logits_bytes = 0;                   // the full-vocabulary loss temporaries
+  double logits_bytes = 0;                   // the loss temporaries over the vocabulary (one chunk of tokens)
   double total_bytes = 0;
   double tokens_per_step = 0;                // all ranks
   double flops_per_step = 0;                 // all ranks

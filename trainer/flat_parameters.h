@@ -3,13 +3,22 @@
 // grad buffer and DDP's gradient_as_bucket_view). The optimizer then updates a few large
 // tensors instead of hundreds of small ones, and the gradient all-reduce sends contiguous
 // buckets without copies. Layout: parameters in reverse registration order (the order in
-// which backward produces their gradients), each padded to 64 elements. For ZeRO-1 over
-// `shards` ranks each bucket is padded further to a multiple of 64 x shards elements, so it
-// splits into `shards` equal, aligned segments (collective.h); rank r owns segment r of
-// every bucket.
+// which backward produces their gradients), each padded to 64 elements. Sharded over
+// `shards` ranks (ZeRO, Rajbhandari et al. 2020) each bucket is padded further to a multiple
+// of 64 x shards elements, so it splits into `shards` equal, aligned segments
+// (collective.h); rank r owns segment r of every bucket. What a rank stores:
+//   stage 0, 1: every value and every gradient (stage 1 shards only the AdamW moments);
+//   stage 2:    every value; gradients only of its segments ("owned" storage, below);
+//   stage 3:    values and gradients only of its segments; a bucket never spans two units
+//               (a decoder layer, or the rest of the model), so that a unit's weights are
+//               gathered by whole buckets (trainer/sharded_model.h). The parameters are
+//               left as they are, for the sharded model to re-bind.
+// Owned storage lays rank r's segments one after another, in bucket order; values_at() and
+// grads_at() translate a range of the flat (global) layout into it.
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,46 +26,75 @@ namespace qtrain::trainer {
 
 struct FlatEntry {
   std::string name;
-  torch::Tensor param;  // the module's parameter, now a view of `values`
-  int64_t offset = 0;   // in elements
+  torch::Tensor param;  // the module's parameter (stage < 3: a view of `values`)
+  int64_t offset = 0;   // in elements, in the flat layout
   int64_t numel = 0;
   bool decay = true;    // weight decay applies (not to norms and biases)
 };
 
 struct Bucket {
-  int64_t begin = 0, end = 0;      // element range of the flat buffers
+  int64_t begin = 0, end = 0;      // element range of the flat layout
   std::vector<size_t> entries;     // indices into entries()
+  int unit = 0;                    // stage 3: the unit it belongs to (FlatOptions::unit_of)
+  int64_t segment() const { return end - begin; }  // callers divide by shards
 };
 
 struct FlatRange {
-  int64_t begin = 0, end = 0;  // elements [begin, end) of the flat buffers
+  int64_t begin = 0, end = 0;  // elements [begin, end) of the flat layout
   int64_t size() const { return end - begin; }
+};
+
+struct FlatOptions {
+  int64_t bucket_bytes = 25 << 20;  // consecutive entries per bucket (at stage 3, within a unit)
+  int shards = 1;                   // ranks that share the state, 1 = not sharded
+  int rank = 0;                     // which segment this rank owns
+  int zero_stage = 0;               // what the rank stores (above)
+  // Stage 3: which unit a parameter belongs to; buckets start anew where it changes.
+  std::function<int(const std::string&)> unit_of;
+  bool with_grads = true;           // false: frozen parameters (a sharded teacher)
 };
 
 class FlatParameters {
  public:
-  // `params` in registration order (named_parameters()); all must be fp32 on one device.
-  // `shards`: the ranks that share the optimizer state (ZeRO-1), 1 = not sharded.
+  // `params` in registration order (named_parameters()); all of one floating dtype on one
+  // device (fp32 for trainable ones).
+  FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params, FlatOptions options);
+  // Stages 0 and 1, as before ZeRO-2 existed.
   FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params, int64_t bucket_bytes,
                  int shards = 1);
 
   const std::vector<FlatEntry>& entries() const { return entries_; }
   const std::vector<Bucket>& buckets() const { return buckets_; }
+  // The stored buffers: the whole flat layout, or this rank's segments (owned storage).
   torch::Tensor& values() { return values_; }
   torch::Tensor& grads() { return grads_; }
-  int64_t numel() const { return values_.numel(); }
-  int shards() const { return shards_; }
+  int64_t numel() const { return total_; }  // elements of the whole flat layout
+  int shards() const { return options_.shards; }
+  int rank() const { return options_.rank; }
+  int zero_stage() const { return options_.zero_stage; }
+  bool owns_values_only() const { return options_.zero_stage >= 3; }
+  bool owns_grads_only() const { return options_.zero_stage >= 2; }
   // What rank `rank` updates: segment `rank` of every bucket, in bucket order, adjacent
   // ranges merged (unsharded: one range, the whole buffer).
   std::vector<FlatRange> owned_ranges(int rank) const;
-  void zero_grad() { grads_.zero_(); }
-  // Re-points every parameter's .grad at its slice of grads() (after anything replaced it).
+  // This rank's segment of bucket `b` in the flat layout.
+  FlatRange owned_segment(size_t b) const;
+  // Views of `length` stored elements from flat position `begin` (within one owned segment
+  // when the storage is owned).
+  torch::Tensor values_at(int64_t begin, int64_t length);
+  torch::Tensor grads_at(int64_t begin, int64_t length);
+  void zero_grad();
+  // Re-points every parameter's .grad at its slice of grads() (after anything replaced it);
+  // with owned gradient storage, clears them instead (GradSync packs them per bucket).
   void bind_grads();
 
  private:
+  int64_t stored_offset(int64_t begin, int64_t length, bool whole) const;
+  FlatOptions options_;
   std::vector<FlatEntry> entries_;
   std::vector<Bucket> buckets_;
-  int shards_ = 1;
+  std::vector<int64_t> owned_begin_;  // per bucket: where its owned segment starts in owned storage
+  int64_t total_ = 0;
   torch::Tensor values_, grads_;
 };
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "common/device.h"
 #include "common/dist.h"
@@ -27,6 +28,7 @@
 #include "trainer/pruning.h"
 #include "trainer/quantization.h"
 #include "trainer/results.h"
+#include "trainer/sharded_model.h"
 #include "trainer/step_profiler.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
@@ -170,6 +172,55 @@ void write_report(const std::string& output_dir) {
   }
 }
 
+// What a ZeRO-3 rank restores of `targets` from a checkpoint: the owned segments of the
+// parameters that live in `flat` (straight into its fp32 master shard, so no rank loads the
+// whole model), and the rest (replicated buffers: quantizer state) whole.
+std::vector<TensorSlice> owned_slices(FlatParameters& flat, const NamedTensors& targets) {
+  std::map<std::string, size_t> bucket_of;
+  for (size_t b = 0; b < flat.buckets().size(); ++b)
+    for (size_t i : flat.buckets()[b].entries) bucket_of[flat.entries()[i].name] = b;
+  std::vector<TensorSlice> out;
+  for (const auto& [name, tensor] : targets) {
+    const auto shape = tensor.sizes().vec();
+    const auto it = bucket_of.find(name);
+    if (it == bucket_of.end()) {
+      out.push_back({name, shape, 0, tensor.view({-1})});
+      continue;
+    }
+    const FlatEntry* entry = nullptr;
+    for (size_t i : flat.buckets()[it->second].entries)
+      if (flat.entries()[i].name == name) entry = &flat.entries()[i];
+    const auto segment = flat.owned_segment(it->second);
+    const int64_t begin = std::max(entry->offset, segment.begin);
+    const int64_t end = std::min(entry->offset + entry->numel, segment.end);
+    if (begin < end) out.push_back({name, shape, begin - entry->offset, flat.values_at(begin, end - begin)});
+  }
+  return out;
+}
+
+// ZeRO-3: the sharded student (and teacher), and the scopes that gather them for work
+// outside the training step. At stages 0-2 both are null and every scope list is empty.
+struct Shards {
+  std::unique_ptr<FlatParameters> teacher_flat;
+  std::unique_ptr<ShardedModel> student, teacher;
+
+  using Scopes = std::vector<ShardedModel::Scope>;
+  // For evaluations: the root units; decoder layers are gathered one by one as they run.
+  Scopes roots() {
+    Scopes out;
+    if (student) out.push_back(student->gather_root());
+    if (teacher) out.push_back(teacher->gather_root());
+    return out;
+  }
+  // The whole student, for checkpoints, export and PTQ; with write_back the owned segments
+  // take what was changed in place.
+  Scopes whole_student(bool write_back) {
+    Scopes out;
+    if (student) out.push_back(student->gather_all(write_back));
+    return out;
+  }
+};
+
 nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
                            int64_t skipped_total) {
   nlohmann::json j = {{"loss", r.total},        {"loss_ce", r.ce},   {"loss_kd", r.kd},
@@ -203,14 +254,42 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   distill::DistillLoss loss(distill_options(job.distill), student, teacher, projections, compute_dtype);
 
   // Parameters, communication, optimizer.
+  const int stage = static_cast<int>(job.parallel.zero_stage);
+  if (pruning && stage >= 2)
+    throw Error("structured pruning is not implemented with ZeRO stage " + std::to_string(stage))
+        .key("parallel.zero_stage")
+        .expected("0 or 1 when prune sets a sparsity");
   auto trainable = named(*student);
   const auto extras = named(*projections, "distill.");
   trainable.insert(trainable.end(), extras.begin(), extras.end());
-  // ZeRO-1: the flat buffers' buckets split into one segment per rank, each rank's optimizer owns its segments.
-  FlatParameters flat(trainable, job.parallel.bucket_mb << 20,
-                      job.parallel.zero_stage == 1 ? dist::world_size() : 1);
   auto collective = make_collective(device);
-  collective->broadcast(flat.values(), 0);  // every replica starts from rank 0's weights, as DDP does
+  // Every replica starts from rank 0's weights, as DDP does.
+  if (stage >= 3)
+    for (auto& [name, p] : trainable) collective->broadcast(p, 0);
+  // ZeRO: the flat buffers' buckets split into one segment per rank; each rank's optimizer
+  // owns its segments (and from stage 2 its gradients, at stage 3 its weights too).
+  FlatOptions flat_options;
+  flat_options.bucket_bytes = job.parallel.bucket_mb << 20;
+  flat_options.shards = stage >= 1 ? dist::world_size() : 1;
+  flat_options.rank = stage >= 1 ? dist::rank() : 0;
+  flat_options.zero_stage = stage;
+  flat_options.unit_of = sharding_unit;
+  FlatParameters flat(trainable, flat_options);
+  if (stage < 3) collective->broadcast(flat.values(), 0);
+  Shards shards;
+  if (stage >= 3) {
+    shards.student = std::make_unique<ShardedModel>(*student, flat, *collective, compute_dtype,
+                                                    job.training.activation_checkpointing);
+    if (teacher && job.parallel.shard_teacher) {
+      auto teacher_options = flat_options;
+      teacher_options.with_grads = false;
+      shards.teacher_flat = std::make_unique<FlatParameters>(named(*teacher), teacher_options);
+      shards.teacher = std::make_unique<ShardedModel>(*teacher, *shards.teacher_flat, *collective,
+                                                      shards.teacher_flat->values().scalar_type(), false);
+    }
+  } else if (job.training.activation_checkpointing) {
+    enable_activation_checkpointing(*student);
+  }
   GradSync grad_sync(flat, *collective);
   AdamW optimizer(flat, {job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay},
                   flat.shards() > 1 ? dist::rank() : 0);
@@ -223,9 +302,15 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   TrainingState state;
   if (const auto from = resume_point(job.checkpoint, checkpoints)) {
     const auto ck = LoadedCheckpoint::open(*from);
-    ck.restore("model", hf_weights(*student));
-    ck.restore("extras", extras);
-    ck.restore("quant", quantization_state(*student));
+    if (shards.student) {  // each rank reads its own segments into its master shard
+      for (const auto& [file, targets] : {std::pair{"model", hf_weights(*student)}, std::pair{"extras", extras},
+                                          std::pair{"quant", quantization_state(*student)}})
+        ck.restore_slices(file, owned_slices(flat, targets), static_cast<int64_t>(targets.size()));
+    } else {
+      ck.restore("model", hf_weights(*student));
+      ck.restore("extras", extras);
+      ck.restore("quant", quantization_state(*student));
+    }
     refresh_quantization(*student);
     ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
     if (pruning) pruning->restored();
@@ -234,12 +319,17 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     optimizer.set_steps(state.optimizer_steps);
     if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
   } else {
-    if (quantized) initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
+    if (quantized) {
+      const auto gathered = shards.whole_student(/*write_back=*/true);
+      initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
+    }
+    const auto gathered = shards.roots();
     results.at_start(teacher ? teacher.get() : nullptr, *student);  // teacher and PTQ perplexity for the report
   }
   auto save = [&] {
     if (!job.checkpoint.enabled) return;
-    auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO-1 gathers the shards
+    const auto gathered = shards.whole_student(/*write_back=*/false);  // every rank (ZeRO-3)
+    auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO gathers the shards
     if (!main_rank) return;
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
                                     {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}};
@@ -278,7 +368,8 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
                                      {"kept_kv_groups", pruning->kept_kv_groups()}}, "prune");
     if (main_rank) std::fprintf(stderr, "qtrain: %s\n", summary.c_str());
   };
-  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false, pruning.get()};
+  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false, pruning.get(),
+                  shards.student.get(), shards.teacher.get()};
   if (state.step == 0) prune_if_due(0);  // one-shot before training (Minitron: prune, then distill)
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, run_tokens = 0;
@@ -333,6 +424,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     progress.update(state.step, static_cast<double>(run_tokens), "tok", extra);
     if (job.eval.every_steps > 0 && state.step % job.eval.every_steps == 0 && !job.data.validation.empty()) {
       watchdog.beat("evaluation at step " + std::to_string(state.step));
+      const auto gathered = shards.roots();
       const double ppl = evaluate(*student, job);
       if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
     }
@@ -354,16 +446,19 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   double final_ppl = 0.0;
   if (!job.data.validation.empty()) {
     watchdog.beat("final evaluation");
+    const auto gathered = shards.roots();
     const double ppl = results.measure("student", *student, state.step);
     if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
     if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
                                job.data.validation.c_str());
     final_ppl = ppl;
   }
-  if (pruning && job.prune.export_at_end)
+  if (pruning && job.prune.export_at_end) {
     export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step, results);
-  else if (quantized && job.quant.export_at_end)
+  } else if (quantized && job.quant.export_at_end) {
+    const auto gathered = shards.whole_student(/*write_back=*/false);
     export_and_compare(job, *student, final_ppl, metrics.get(), state.step, results);
+  }
   metrics.reset();  // flushed and closed before the report reads metrics.jsonl
   if (main_rank) write_report(job.run.output_dir);
   return 0;

@@ -3,17 +3,24 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/dist.h"
 #include "trainer/pruning.h"
+#include "trainer/sharded_model.h"
 
 namespace qtrain::trainer {
 
-StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr) {
+namespace {
+
+// Forward and backward of this rank's micro-batches, the gradients synchronised; returns the
+// tokens, and the loss terms' sums in `device_sums`.
+int64_t accumulate_micro_batches(StepContext& ctx, const data::StepBatch& batch, torch::Tensor& device_sums) {
   const auto k = static_cast<int64_t>(batch.micro_batches.size());
-  ctx.flat.zero_grad();
-  // Loss terms stay on the device until the step ends: one host sync per step, not per micro-batch.
-  auto device_sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(ctx.device));
+  // ZeRO-3: embeddings, final norms and lm_heads stay gathered for the micro-batches.
+  std::optional<ShardedModel::Scope> student_root, teacher_root;
+  if (ctx.sharded_student) student_root.emplace(ctx.sharded_student->gather_root());
+  if (ctx.sharded_teacher) teacher_root.emplace(ctx.sharded_teacher->gather_root());
   int64_t tokens = 0;
   for (int64_t j = 0; j < k; ++j) {
     const auto& mb = batch.micro_batches[j];
@@ -29,8 +36,19 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
     tokens += ids.numel();
   }
   ctx.grad_sync.finish();
+  return tokens;
+}
+
+}  // namespace
+
+StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr) {
+  const auto k = static_cast<int64_t>(batch.micro_batches.size());
+  ctx.flat.zero_grad();
+  // Loss terms stay on the device until the step ends: one host sync per step, not per micro-batch.
+  auto device_sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(ctx.device));
+  const int64_t tokens = accumulate_micro_batches(ctx, batch, device_sums);
   if (ctx.pruning) ctx.pruning->mask_gradients();  // pruned weights, zero moments: no update at all
-  // ZeRO-1: each rank holds only its segments' gradients; their squared norms are summed
+  // ZeRO-1/2/3: each rank holds only its segments' gradients; their squared norms are summed
   // over the ranks with the loss terms, in the same small all-reduce.
   const bool sharded = ctx.optimizer.sharded();
   auto squares = torch::zeros({1}, device_sums.options());
@@ -58,7 +76,7 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
   if (ctx.grad_clip > 0 && r.grad_norm > ctx.grad_clip)
     for (const auto& g : ctx.optimizer.owned_grads()) g.mul_(ctx.grad_clip / (r.grad_norm + 1e-6));
   ctx.optimizer.step(lr);
-  ctx.grad_sync.all_gather_parameters();  // ZeRO-1: every rank's updated segments to all ranks
+  ctx.grad_sync.all_gather_parameters();  // ZeRO-1/2: every rank's updated segments to all ranks
   return r;
 }
 

@@ -5,6 +5,9 @@
 //   -> skip on NaN/Inf, else clip and update.
 // ZeRO-1 (parallel.zero_stage 1): reduce-scatter instead of all-reduce, the norm summed over
 // the ranks' segments, each rank updates its segments, then the parameters are all-gathered.
+// ZeRO-2: gradients reduce-scattered in every micro-batch into owned storage (grad_sync.h).
+// ZeRO-3: the root units of the sharded student and teacher stay gathered for the
+// micro-batches; their decoder layers are gathered one at a time (sharded_model.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -19,6 +22,7 @@
 namespace qtrain::trainer {
 
 class StudentPruning;
+class ShardedModel;
 
 struct StepContext {
   distill::DistillLoss& loss;
@@ -29,6 +33,8 @@ struct StepContext {
   double grad_clip = 1.0;        // 0 = off
   bool inject_nan = false;       // fault injection for tests (QTRAIN_INJECT_NAN_STEPS)
   StudentPruning* pruning = nullptr;  // masks whose pruned weights get no update; null = none
+  ShardedModel* sharded_student = nullptr;  // ZeRO-3; null = not sharded
+  ShardedModel* sharded_teacher = nullptr;
 };
 
 struct StepResult {

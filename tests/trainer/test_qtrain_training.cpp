@@ -155,6 +155,14 @@ TEST(QtrainTraining, ZeroStage1SigkillAtARandomStepThenResumeGivesTheSameLosses)
   expect_sigkill_then_resume_is_exact("--set parallel.zero_stage=1 ");
 }
 
+TEST(QtrainTraining, ZeroStage2SigkillAtARandomStepThenResumeGivesTheSameLosses) {
+  expect_sigkill_then_resume_is_exact("--set parallel.zero_stage=2 ");
+}
+
+TEST(QtrainTraining, ZeroStage3SigkillAtARandomStepThenResumeGivesTheSameLosses) {
+  expect_sigkill_then_resume_is_exact("--set parallel.zero_stage=3 --set training.activation_checkpointing=true ");
+}
+
 // ZeRO-1 against the replicated optimizer on 2 ranks, over 16 steps (the moments carry 8+
 // steps of history, weight decay and clipping on). The updates are the same element-wise
 // fp32 arithmetic and a 2-rank reduce-scatter adds the same two numbers as the all-reduce;
