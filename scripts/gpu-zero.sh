@@ -10,7 +10,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-8}"
 what="${2:-all}"
-source scripts/gpu-setup.sh random-1b
+# shellcheck source=scripts/gpu-setup.sh
+source scripts/gpu-setup.sh "$([ "$what" = tests ] || echo random-1b)"
 export QTRAIN_NO_BROWSER=1
 if [ "$what" != runs ]; then
   build/tests/qtrain_tests --gtest_filter='ShardedModel*:FusedFakeQuant*:FusedLayers*:FusedLogitLoss*:Estimate*' \
