@@ -20,7 +20,7 @@ if [ "$what" != runs ]; then
 fi
 [ "$what" != tests ] || exit 0
 gpus=$(nvidia-smi -L | wc -l)
-for variant in "zero0:" "zero0_ac:--set training.activation_checkpointing=true" "zero3:--set parallel.zero_stage=3" \
+for variant in "zero0:" "zero0_again:" "zero0_ac:--set training.activation_checkpointing=true" "zero3:--set parallel.zero_stage=3" \
                "zero3_ac:--set parallel.zero_stage=3 --set training.activation_checkpointing=true"; do
   name=${variant%%:*}
   extra=${variant#*:}
@@ -37,7 +37,7 @@ python3 - "$OUT" "$gpus" <<'PY'
 import json, sys, os
 out, gpus = sys.argv[1], int(sys.argv[2])
 runs = {}
-for name in ["zero0", "zero0_ac", "zero3", "zero3_ac"]:
+for name in ["zero0", "zero0_again", "zero0_ac", "zero3", "zero3_ac"]:
     path = os.path.join(out, f"metrics_{name}.jsonl")
     if os.path.exists(path):
         runs[name] = [json.loads(l) for l in open(path) if '"loss"' in l]

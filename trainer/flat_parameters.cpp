@@ -111,7 +111,7 @@ FlatRange FlatParameters::owned_segment(size_t b) const {
 }
 
 int64_t FlatParameters::stored_offset(int64_t begin, int64_t length, bool whole) const {
-  if (whole) return begin;
+  if (whole || options_.shards == 1) return begin;  // one shard: owned storage is the flat layout
   // The bucket holding `begin`: the last one starting at or before it.
   const auto it = std::upper_bound(buckets_.begin(), buckets_.end(), begin,
                                    [](int64_t x, const Bucket& b) { return x < b.begin; });

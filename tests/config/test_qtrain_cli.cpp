@@ -50,7 +50,7 @@ TEST(QtrainCli, DryRunOfDemoReadsBackToTheSameConfig) {
   EXPECT_NE(run.out.find("  steps: 70  # --set\n"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("  seq_len: 256  # configs/demo.yaml:"), std::string::npos) << run.out;
   // The sizing estimate follows the config (trainer/estimate.h; its numbers: tests/trainer/test_estimate.cpp).
-  EXPECT_NE(run.out.find("# estimate per rank (1 rank, CPU, fp32; docs/performance.md):\n"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("# estimate per rank (1 rank, CPU, fp32; docs/trainer.md):\n"), std::string::npos) << run.out;
 
   LoadedConfig printed = load_config_text(run.out, "dry-run.yaml");
   LoadedConfig demo = load_config((testing::source_dir() / "configs/demo.yaml").string(),

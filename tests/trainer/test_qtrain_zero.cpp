@@ -1,6 +1,6 @@
 // ZeRO-2 and ZeRO-3 (parallel.zero_stage 2, 3; trainer/grad_sync.h, trainer/sharded_model.h)
 // under mpirun on tests/fixtures/train_tiny.yaml, against the replicated run (stage 0):
-// the same per-step losses and gradient norms over 16 steps at 2 and 4 ranks, with and
+// the same per-step losses and gradient norms over 16 steps at 1, 2 and 4 ranks, with and
 // without activation checkpointing and with the teacher sharded too; QAT (w4a16 group-wise
 // weights, w8a8 with static activation scales, an fp8 KV cache) trains and exports the same
 // numbers; a stage-3 checkpoint resumes on other rank counts and stages.
@@ -49,7 +49,7 @@ TEST_P(QtrainZeroRanks, Stages2And3MatchStage0) {
   const std::string run = "--set training.steps=16 --set checkpoint.every_steps=16 ";
   auto train = [&](const std::string& name, const std::string& extra) {
     const auto r = run_tool(dir, "qtrain", kConfig + run + extra + " --set run.output_dir=" + (dir / name).string(),
-                            testing::mpirun(ranks));
+                            ranks > 1 ? testing::mpirun(ranks) : "");
     EXPECT_EQ(r.status, 0) << name << ": " << r.err;
     return testing::step_records(dir / name);
   };
@@ -61,13 +61,13 @@ TEST_P(QtrainZeroRanks, Stages2And3MatchStage0) {
       {"zero3_full_teacher", "--set parallel.zero_stage=3 --set parallel.shard_teacher=false"},
       {"zero0_checkpointed", "--set training.activation_checkpointing=true"}};
   for (const auto& [name, extra] : variants) {
-    if (ranks > 2 && name != "zero2" && name != "zero3") continue;  // the variants once, at 2 ranks
+    if (ranks != 2 && name != "zero2" && name != "zero3") continue;  // the variants once, at 2 ranks
     expect_same_steps(zero0, train(name, extra), 16, std::to_string(ranks) + " ranks, " + name);
   }
   EXPECT_LT(zero0.at(16)["loss"].get<double>(), zero0.at(1)["loss"].get<double>());  // it learns
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, QtrainZeroRanks, ::testing::Values(2, 4));
+INSTANTIATE_TEST_SUITE_P(Ranks, QtrainZeroRanks, ::testing::Values(1, 2, 4));
 
 // The fake-quant student at stage 3 trains to the losses of stage 0 and exports the same
 // integer checkpoint: its perplexity equal to stage 0's export within 1e-6 relative.
