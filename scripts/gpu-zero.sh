@@ -6,6 +6,9 @@
 # nothing but gathers in bf16 and frees each layer): tokens/s, MFU, measured peak memory
 # against the --dry-run estimate, and how closely the losses follow stage 0's.
 # Usage there: source .devdeps/setup.sh && scripts/gpu-zero.sh [steps] [tests|runs|all]
+# QTRAIN_EXTRA adds --set options to every run (the random teacher's job is KD of a copy:
+# pass "--set distill.alpha=1" for a loss that a student gathered in bf16, identical to the
+# bf16 teacher, does not make exactly 0); VARIANTS picks runs (default: all five).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-8}"
@@ -14,16 +17,17 @@ what="${2:-all}"
 source scripts/gpu-setup.sh "$([ "$what" = tests ] || echo random-1b)"
 export QTRAIN_NO_BROWSER=1
 if [ "$what" != runs ]; then
-  build/tests/qtrain_tests --gtest_filter='ShardedModel*:FusedFakeQuant*:FusedLayers*:FusedLogitLoss*:Estimate*' \
+  build/tests/qtrain_tests --gtest_filter='*ShardedModel*:*FusedFakeQuant*:*FusedLayers*:*FusedLogitLoss*:Estimate*' \
     > "$OUT/tests.log" 2>&1
   echo "CUDA and sharding tests exit $?"; grep -E "^\[  (PASSED|FAILED) |^\[  FAILED  \]|SKIPPED \]" "$OUT/tests.log" | head -20
 fi
 [ "$what" != tests ] || exit 0
 gpus=$(nvidia-smi -L | wc -l)
-for variant in "zero0:" "zero0_again:" "zero0_ac:--set training.activation_checkpointing=true" "zero3:--set parallel.zero_stage=3" \
-               "zero3_ac:--set parallel.zero_stage=3 --set training.activation_checkpointing=true"; do
-  name=${variant%%:*}
-  extra=${variant#*:}
+declare -A OPTIONS=([zero0]="" [zero0_again]="" [zero0_ac]="--set training.activation_checkpointing=true"
+                   [zero3]="--set parallel.zero_stage=3"
+                   [zero3_ac]="--set parallel.zero_stage=3 --set training.activation_checkpointing=true")
+for name in ${VARIANTS:-zero0 zero0_again zero0_ac zero3 zero3_ac}; do
+  extra="${OPTIONS[$name]} ${QTRAIN_EXTRA:-}"
   rm -rf "runs/$name"
   # shellcheck disable=SC2086
   mpirun --oversubscribe -n "$gpus" build/qtrain --config configs/gpu_distill_1b.yaml --set run.output_dir="runs/$name" \
