@@ -11,7 +11,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       nlohmann-json3-dev libgtest-dev libgmock-dev
       libopenmpi-dev openmpi-bin
       libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev
-      zlib1g-dev
+      zlib1g-dev iproute2
       chromium)
 missing=()
 for p in "${pkgs[@]}"; do

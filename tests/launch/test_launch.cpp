@@ -1,9 +1,12 @@
 // The launch scripts run the command lines they build: launch/slurm.sbatch with its launcher
 // replaced by mpirun (no SLURM here), and launch/mpirun_multinode.sh with a one-node
-// hostfile. Both resume by themselves when started again.
+// hostfile. Both resume by themselves when started again. launch/netns_cluster.sh runs a
+// ZeRO-3 job across two hosts made of network namespaces, over TCP.
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "tests/test_util.h"
 
@@ -53,6 +56,36 @@ TEST(Launch, MultinodeScriptCountsTheHostfileSlots) {
   // The checkpoint records how many ranks wrote it: the hostfile's 2 slots.
   const auto state = testing::read_text(dir / "run/checkpoints/step_00000002/trainer_state.json");
   EXPECT_NE(state.find("\"world_size\": 2"), std::string::npos) << state.substr(0, 300);
+}
+
+// Two hosts of two ranks each, in network namespaces joined by a veth pair, Open MPI over
+// TCP between them (launch/netns_cluster.sh): the ranks run two per host, and a ZeRO-3 job
+// with the sharded teacher logs exactly the losses of the same job on 4 local ranks (the
+// same collectives in the same order; only the transport differs).
+TEST(Launch, TwoNamespaceHostsRunAStage3JobOverTcp) {
+  const auto dir = testing::scratch_dir();
+  const auto hosts = run_script(dir, "timeout 120 launch/netns_cluster.sh 2 hostname");
+  if (hosts.status == 77) GTEST_SKIP() << "no network namespaces here: " << hosts.err;
+  ASSERT_EQ(hosts.status, 0) << hosts.err;
+  std::map<std::string, int> ranks_per_host;
+  std::istringstream lines(hosts.out);
+  for (std::string line; std::getline(lines, line);) ++ranks_per_host[line];
+  ASSERT_EQ(ranks_per_host.size(), 2u) << hosts.out;
+  for (const auto& [host, ranks] : ranks_per_host) EXPECT_EQ(ranks, 2) << host;
+
+  const std::string job = "--config tests/fixtures/train_tiny.yaml --set parallel.zero_stage=3 --set logging.progress=off ";
+  const auto cluster = run_script(dir, "timeout 300 launch/netns_cluster.sh 2 \"$QTRAIN_BIN\" " + job +
+                                           "--set run.output_dir=" + (dir / "cluster").string());
+  ASSERT_EQ(cluster.status, 0) << cluster.err;
+  const auto local = testing::run_tool(dir, "qtrain", job + "--set run.output_dir=" + (dir / "local").string(),
+                                       testing::mpirun(4));
+  ASSERT_EQ(local.status, 0) << local.err;
+  const auto a = testing::step_records(dir / "cluster"), b = testing::step_records(dir / "local");
+  ASSERT_EQ(a.size(), 8u);
+  ASSERT_EQ(b.size(), 8u);
+  for (const auto& [step, record] : a) EXPECT_EQ(record["loss"].get<double>(), b.at(step)["loss"].get<double>()) << step;
+  const auto state = testing::read_text(dir / "cluster/checkpoints/step_00000008/trainer_state.json");
+  EXPECT_NE(state.find("\"world_size\": 4"), std::string::npos) << state.substr(0, 300);
 }
 
 }  // namespace
