@@ -62,6 +62,8 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
   }
   close_bucket();
   total_ = total;
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    for (size_t i : buckets_[b].entries) by_name_[entries_[i].name] = {i, b};
   int64_t owned = 0;
   for (const auto& b : buckets_) {
     owned_begin_.push_back(owned);
@@ -108,6 +110,16 @@ FlatRange FlatParameters::owned_segment(size_t b) const {
   const auto& bucket = buckets_.at(b);
   const int64_t segment = bucket.segment() / options_.shards;
   return {bucket.begin + options_.rank * segment, bucket.begin + (options_.rank + 1) * segment};
+}
+
+std::optional<OwnedPiece> FlatParameters::owned_piece(const std::string& name) const {
+  const auto it = by_name_.find(name);
+  if (it == by_name_.end()) return std::nullopt;
+  const auto& e = entries_[it->second.first];
+  const auto segment = owned_segment(it->second.second);
+  const int64_t begin = std::max(e.offset, segment.begin), end = std::min(e.offset + e.numel, segment.end);
+  if (begin >= end) return OwnedPiece{0, e.offset, 0};
+  return OwnedPiece{begin - e.offset, begin, end - begin};
 }
 
 int64_t FlatParameters::stored_offset(int64_t begin, int64_t length, bool whole) const {

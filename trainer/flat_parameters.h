@@ -19,6 +19,8 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,12 @@ struct Bucket {
 struct FlatRange {
   int64_t begin = 0, end = 0;  // elements [begin, end) of the flat layout
   int64_t size() const { return end - begin; }
+};
+
+// The part of one parameter in this rank's segment: elements [param_begin, param_begin +
+// length) of the flattened parameter, at flat position flat_begin (length 0: none of it).
+struct OwnedPiece {
+  int64_t param_begin = 0, flat_begin = 0, length = 0;
 };
 
 struct FlatOptions {
@@ -79,6 +87,9 @@ class FlatParameters {
   std::vector<FlatRange> owned_ranges(int rank) const;
   // This rank's segment of bucket `b` in the flat layout.
   FlatRange owned_segment(size_t b) const;
+  // What this rank owns of parameter `name` (an entry lies in one bucket, so in at most one
+  // owned segment); nullopt when no entry has that name.
+  std::optional<OwnedPiece> owned_piece(const std::string& name) const;
   // Views of `length` stored elements from flat position `begin` (within one owned segment
   // when the storage is owned).
   torch::Tensor values_at(int64_t begin, int64_t length);
@@ -94,6 +105,7 @@ class FlatParameters {
   std::vector<FlatEntry> entries_;
   std::vector<Bucket> buckets_;
   std::vector<int64_t> owned_begin_;  // per bucket: where its owned segment starts in owned storage
+  std::map<std::string, std::pair<size_t, size_t>> by_name_;  // name -> entry, bucket
   int64_t total_ = 0;
   torch::Tensor values_, grads_;
 };

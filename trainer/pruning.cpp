@@ -163,10 +163,15 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
   return line;
 }
 
-void StudentPruning::mask_gradients() {
+void StudentPruning::mask_gradients(FlatParameters& flat) {
   torch::NoGradGuard no_grad;
-  for (auto& m : masked_)
-    if (m.tensor.grad().defined()) m.tensor.mutable_grad().mul_(m.keep);
+  for (auto& m : masked_) {
+    const auto piece = flat.owned_piece(m.name);
+    QT_REQUIRE(piece, "pruned tensor " + m.name + " is not trainable");
+    if (piece->length == 0) continue;
+    const auto keep = m.keep.expand(m.tensor.sizes()).reshape({-1}).narrow(0, piece->param_begin, piece->length);
+    flat.grads_at(piece->flat_begin, piece->length).mul_(keep);
+  }
 }
 
 void StudentPruning::mask_weights() {

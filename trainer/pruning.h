@@ -36,10 +36,12 @@ class StudentPruning {
   // and `flat` serve the taylor backward passes. Returns a one-line summary.
   std::string update(int64_t step, distill::DistillLoss& loss, FlatParameters& flat, AdamW& optimizer);
 
-  // In the training step: gradients of pruned entries to zero before the update, and the
-  // pruned weights set to zero again after it (they stay zero anyway: zero gradient, zero
-  // moments, decoupled decay of zero).
-  void mask_gradients();
+  // In the training step, before the update: the gradients of pruned entries to zero, in
+  // the gradient storage of `flat` (this rank's segments from ZeRO-2 on). The pruned weights
+  // then stay zero: zero gradient, zero moments, decoupled decay of zero.
+  void mask_gradients(FlatParameters& flat);
+  // The pruned weights to zero (after restoring a checkpoint; at ZeRO-3 with the student
+  // gathered).
   void mask_weights();
 
   // The masks by name, for checkpoints; after restoring them, call restored().

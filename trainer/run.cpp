@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 
 #include "common/device.h"
 #include "common/dist.h"
@@ -176,24 +175,13 @@ void write_report(const std::string& output_dir) {
 // parameters that live in `flat` (straight into its fp32 master shard, so no rank loads the
 // whole model), and the rest (replicated buffers: quantizer state) whole.
 std::vector<TensorSlice> owned_slices(FlatParameters& flat, const NamedTensors& targets) {
-  std::map<std::string, size_t> bucket_of;
-  for (size_t b = 0; b < flat.buckets().size(); ++b)
-    for (size_t i : flat.buckets()[b].entries) bucket_of[flat.entries()[i].name] = b;
   std::vector<TensorSlice> out;
   for (const auto& [name, tensor] : targets) {
-    const auto shape = tensor.sizes().vec();
-    const auto it = bucket_of.find(name);
-    if (it == bucket_of.end()) {
-      out.push_back({name, shape, 0, tensor.view({-1})});
-      continue;
-    }
-    const FlatEntry* entry = nullptr;
-    for (size_t i : flat.buckets()[it->second].entries)
-      if (flat.entries()[i].name == name) entry = &flat.entries()[i];
-    const auto segment = flat.owned_segment(it->second);
-    const int64_t begin = std::max(entry->offset, segment.begin);
-    const int64_t end = std::min(entry->offset + entry->numel, segment.end);
-    if (begin < end) out.push_back({name, shape, begin - entry->offset, flat.values_at(begin, end - begin)});
+    const auto piece = flat.owned_piece(name);
+    if (!piece)
+      out.push_back({name, tensor.sizes().vec(), 0, tensor.view({-1})});
+    else if (piece->length > 0)
+      out.push_back({name, tensor.sizes().vec(), piece->param_begin, flat.values_at(piece->flat_begin, piece->length)});
   }
   return out;
 }
@@ -217,6 +205,13 @@ struct Shards {
   Scopes whole_student(bool write_back) {
     Scopes out;
     if (student) out.push_back(student->gather_all(write_back));
+    return out;
+  }
+  // Both models whole, the student's changes written back: pruning's importance passes run
+  // a different number of batches on each rank, so no collective may run inside them.
+  Scopes whole_models() {
+    Scopes out = whole_student(/*write_back=*/true);
+    if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
     return out;
   }
 };
@@ -255,10 +250,6 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
 
   // Parameters, communication, optimizer.
   const int stage = static_cast<int>(job.parallel.zero_stage);
-  if (pruning && stage >= 2)
-    throw Error("structured pruning is not implemented with ZeRO stage " + std::to_string(stage))
-        .key("parallel.zero_stage")
-        .expected("0 or 1 when prune sets a sparsity");
   auto trainable = named(*student);
   const auto extras = named(*projections, "distill.");
   trainable.insert(trainable.end(), extras.begin(), extras.end());
@@ -313,7 +304,10 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     }
     refresh_quantization(*student);
     ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
-    if (pruning) pruning->restored();
+    if (pruning) {
+      const auto gathered = shards.whole_student(/*write_back=*/true);
+      pruning->restored();
+    }
     ck.restore_slices("optimizer", optimizer.state_slices(), optimizer.state_tensor_count());  // the owned part
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
@@ -363,6 +357,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   StepProfiler profiler(job.logging.profile_step, job.logging.profile_steps, job.run.output_dir, device, main_rank);
   auto prune_if_due = [&](int64_t step) {
     if (!pruning || !pruning->due(step)) return;
+    const auto gathered = shards.whole_models();
     const auto summary = pruning->update(step, loss, flat, optimizer);
     if (metrics) metrics->log(step, {{"kept_mlp_channels", pruning->kept_channels()},
                                      {"kept_kv_groups", pruning->kept_kv_groups()}}, "prune");
@@ -454,6 +449,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     final_ppl = ppl;
   }
   if (pruning && job.prune.export_at_end) {
+    const auto gathered = shards.whole_student(/*write_back=*/false);
     export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step, results);
   } else if (quantized && job.quant.export_at_end) {
     const auto gathered = shards.whole_student(/*write_back=*/false);

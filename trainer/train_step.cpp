@@ -47,7 +47,7 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
   // Loss terms stay on the device until the step ends: one host sync per step, not per micro-batch.
   auto device_sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(ctx.device));
   const int64_t tokens = accumulate_micro_batches(ctx, batch, device_sums);
-  if (ctx.pruning) ctx.pruning->mask_gradients();  // pruned weights, zero moments: no update at all
+  if (ctx.pruning) ctx.pruning->mask_gradients(ctx.flat);  // pruned weights, zero moments: no update at all
   // ZeRO-1/2/3: each rank holds only its segments' gradients; their squared norms are summed
   // over the ranks with the loss terms, in the same small all-reduce.
   const bool sharded = ctx.optimizer.sharded();

@@ -54,23 +54,44 @@ std::vector<double> perplexities(const fs::path& run_dir) {
 }
 
 
-// Gradual pruning clears the AdamW moments of newly pruned weights; with ZeRO-1 each rank clears
-// its own segments (AdamW::mask_state), so the run matches the replicated optimizer's losses up
-// to the summation order of the gradient norm (measured 3e-8 relative; a rank that kept stale
-// moments of pruned weights would update them and move the loss far more).
-TEST(QtrainPruning, ZeroStage1MatchesTheReplicatedOptimizer) {
+// Gradual pruning clears the AdamW moments of newly pruned weights; with ZeRO-1 to 3 each rank
+// clears its own segments (AdamW::mask_state) and masks its own gradient segments
+// (StudentPruning::mask_gradients); at ZeRO-3 the taylor importance passes run with both
+// models gathered. The runs match the replicated optimizer's losses up to the summation
+// order of the gradients and their norm (measured 3e-8 relative; a rank that kept stale
+// moments or gradients of pruned weights would update them and move the loss far more).
+TEST(QtrainPruning, ZeroStagesMatchTheReplicatedOptimizer) {
   const auto dir = testing::scratch_dir();
   const std::string run = kConfig + kPrune + "--set prune.importance=taylor --set prune.export_at_end=false ";
-  for (const std::string stage : {"0", "1"}) {
+  for (const std::string stage : {"0", "1", "2", "3"}) {
     const auto r = run_tool(dir, "qtrain", run + "--set parallel.zero_stage=" + stage + " --set run.output_dir=" +
                                                (dir / ("zero" + stage)).string(),
                             testing::mpirun(2));
     ASSERT_EQ(r.status, 0) << r.err;
   }
-  const auto a = losses(dir / "zero0"), b = losses(dir / "zero1");
+  const auto a = losses(dir / "zero0");
   ASSERT_EQ(a.size(), 8u);
-  ASSERT_EQ(b.size(), 8u);
-  for (const auto& [step, loss] : a) EXPECT_NEAR(loss, b.at(step), 1e-6 * std::abs(loss)) << "step " << step;
+  for (const std::string stage : {"1", "2", "3"}) {
+    const auto b = losses(dir / ("zero" + stage));
+    ASSERT_EQ(b.size(), 8u);
+    for (const auto& [step, loss] : a) EXPECT_NEAR(loss, b.at(step), 1e-6 * std::abs(loss)) << "stage " << stage << ", step " << step;
+  }
+}
+
+// At ZeRO-3 the pruned export is written from the gathered student: it reloads to the masked
+// student's perplexity, as without sharding.
+TEST(QtrainPruning, ZeroStage3ExportsThePrunedStudent) {
+  const auto dir = testing::scratch_dir();
+  const auto r = run_tool(dir, "qtrain", kConfig + kPrune + "--set parallel.zero_stage=3 --set run.output_dir=" +
+                                             (dir / "run").string(),
+                          testing::mpirun(2));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto ppl = perplexities(dir / "run");
+  ASSERT_EQ(ppl.size(), 2u);
+  EXPECT_NEAR(ppl[1], ppl[0], 1e-5 * ppl[0]);
+  auto exported = model::load_causal_lm((dir / "run/export").string());
+  EXPECT_EQ(exported->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight.size(0), 32);
+  EXPECT_NEAR(testing::fixture_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
 }
 
 TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
