@@ -80,7 +80,13 @@ int run(int argc, char** argv) {
   using namespace qtrain::config;
   const CommandLine cli = parse_command_line(argc, argv, "qtrain");
   if (cli.help || cli.version || cli.print_reference) {
-    if (cli.help) std::fputs(cli.help_text.c_str(), stdout);
+    if (cli.help)
+      std::printf("%s\nSubcommands (each with its own --help):\n"
+                  "  qtrain quantize --model HF_DIR --scheme S --calib FILE.h5 --output DIR [--method M] ...\n"
+                  "                            one-shot PTQ (rtn, gptq, awq, smoothquant) to a compressed-tensors folder\n"
+                  "  qtrain export --checkpoint CK --output DIR\n"
+                  "                            the compressed-tensors (or pruned) export of a training checkpoint\n",
+                  cli.help_text.c_str());
     if (cli.version) std::printf("qtrain %s\n", std::string(project_version()).c_str());
     if (cli.print_reference) std::fputs(reference_markdown().c_str(), stdout);
     return 0;

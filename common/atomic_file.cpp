@@ -59,8 +59,10 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 void fsync_directory(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open directory: " + errno_text()).file(dir);
-  ::fsync(fd);
+  const int status = ::fsync(fd);
+  const auto why = status != 0 ? errno_text() : std::string();
   ::close(fd);
+  if (status != 0) throw Error("fsync of the directory failed: " + why).file(dir);
 }
 
 }  // namespace qtrain

@@ -105,33 +105,63 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
     }
   write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
   fsync_directory(tmp_dir);
-  remove_tree(final_dir);  // a checkpoint of the same step from an earlier, interrupted life
+  // A checkpoint of the same step from an earlier, interrupted life is moved aside, not
+  // removed, until the new one is in place: a crash in between leaves a valid folder (the
+  // old one, found by latest()'s fallback) rather than none.
+  const auto aside = final_dir + ".old." + std::to_string(::getpid());
+  const bool replacing = fs::exists(final_dir);
+  if (replacing && std::rename(final_dir.c_str(), aside.c_str()) != 0)
+    throw Error("cannot move the previous checkpoint of this step aside").file(final_dir);
   if (std::rename(tmp_dir.c_str(), final_dir.c_str()) != 0) throw Error("cannot rename checkpoint into place").file(final_dir);
   fsync_directory(dir_);
+  if (replacing) remove_tree(aside);
   write_file_atomic((fs::path(dir_) / kLatest).string(), step_name(step) + "\n");
   // Rotation: keep the newest keep_last_ step folders, and never the one just written.
   auto folders = step_folders(dir_);
   for (size_t i = 0; i + keep_last_ < folders.size(); ++i)
     if (folders[i].second != final_dir) remove_tree(folders[i].second);
-  // Leftover temporary folders of crashed writers.
+  // Leftover temporary and set-aside folders of crashed writers.
   for (const auto& entry : fs::directory_iterator(dir_)) {
     const auto name = entry.path().filename().string();
-    if (entry.is_directory() && name.find(".tmp.") != std::string::npos && entry.path().string() != tmp_dir)
-      remove_tree(entry.path().string());
+    const bool leftover = name.find(".tmp.") != std::string::npos || name.find(".old.") != std::string::npos;
+    if (entry.is_directory() && leftover && entry.path().string() != tmp_dir) remove_tree(entry.path().string());
   }
   return final_dir;
 }
 
 std::optional<std::string> CheckpointManager::latest() const {
   const auto pointer = fs::path(dir_) / kLatest;
-  if (!fs::exists(pointer)) return std::nullopt;
-  std::ifstream in(pointer);
-  std::string name;
-  std::getline(in, name);
-  const auto dir = (fs::path(dir_) / name).string();
-  if (name.empty() || !fs::is_directory(dir))
-    throw Error("the latest pointer names a missing checkpoint '" + name + "'").file(pointer.string());
-  return dir;
+  std::string named;
+  if (fs::exists(pointer)) {
+    std::ifstream in(pointer);
+    std::getline(in, named);
+  }
+  const auto folders = step_folders(dir_);
+  if (named.empty() && folders.empty()) return std::nullopt;
+  // The pointer's checkpoint if it verifies, else the newest one that does: a crash between
+  // the folder's rename and the pointer's update, or a folder damaged since, loses at most
+  // the checkpoints after the newest valid one.
+  std::vector<std::string> candidates;
+  if (!named.empty()) candidates.push_back((fs::path(dir_) / named).string());
+  for (auto it = folders.rbegin(); it != folders.rend(); ++it)
+    if (std::find(candidates.begin(), candidates.end(), it->second) == candidates.end()) candidates.push_back(it->second);
+  std::string problems;
+  for (const auto& dir : candidates) {
+    try {
+      LoadedCheckpoint::open(dir);
+    } catch (const std::exception& e) {
+      problems += std::string(problems.empty() ? "" : "; ") + e.what();
+      continue;
+    }
+    if (!problems.empty())
+      std::fprintf(stderr, "qtrain: warning: skipping checkpoints that do not verify (%s); using %s\n",
+                   problems.c_str(), dir.c_str());
+    return dir;
+  }
+  throw Error("no checkpoint in this folder verifies (" + problems + ")")
+      .file(dir_)
+      .key("checkpoint.resume")
+      .expected("a folder with a valid checkpoint, or a new run.output_dir");
 }
 
 LoadedCheckpoint LoadedCheckpoint::open(const std::string& dir) {

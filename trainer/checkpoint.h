@@ -49,7 +49,9 @@ class CheckpointManager {
 
   // Writes step_<step> (rank 0 only: the caller decides) and prunes older ones.
   std::string save(int64_t step, const CheckpointContents& contents);
-  // The folder of the newest valid checkpoint, if any ("auto" resume).
+  // The folder of the newest valid checkpoint, if any ("auto" resume): the one "latest"
+  // names if it verifies against its manifest, else the newest step folder that does (with
+  // a warning naming what was skipped). Throws when checkpoints exist but none verifies.
   std::optional<std::string> latest() const;
   const std::string& dir() const { return dir_; }
 

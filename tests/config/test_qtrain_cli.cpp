@@ -95,6 +95,8 @@ TEST(QtrainCli, PrintsReferenceHelpAndVersion) {
   const ToolRun help = run_qtrain(dir, "--help");
   EXPECT_EQ(help.status, 0);
   EXPECT_NE(help.out.find("--set KEY=VALUE"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("qtrain quantize --model"), std::string::npos) << help.out;  // the subcommands too
+  EXPECT_NE(help.out.find("qtrain export --checkpoint"), std::string::npos) << help.out;
   const ToolRun version = run_qtrain(dir, "--version");
   EXPECT_EQ(version.out, "qtrain " + std::string(project_version()) + "\n");
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "model/hf_checkpoint.h"
+#include "quant/awq.h"
 #include "quant/gptq.h"
 #include "quant/quantized_model.h"
 #include "quant/smoothing.h"
@@ -70,6 +71,36 @@ TEST(Smoothing, FoldingScalesKeepsTheFloatModel) {
   EXPECT_FALSE(smoothed->model->layers[0]->as<model::DecoderLayerImpl>()->input_layernorm->weight.equal(
       plain->model->layers[0]->as<model::DecoderLayerImpl>()->input_layernorm->weight));
   EXPECT_TRUE(torch::allclose(smoothed->forward(ids), plain->forward(ids), 1e-4, 1e-4));
+}
+
+// AWQ on the fixture, w4a16 in groups of 16 (min-max scales of the scaled weights): the
+// float model it leaves computes the same function (the scales fold into the norms and
+// up_proj), and on its calibration batches the fake-quantized model's logits are no further
+// from the float model's than plain rounding's (the grid includes s = 1, and each pair keeps
+// the scale of least output error). The weights did change: a search that kept s = 1 for
+// every pair would pass the first two checks but not the third.
+TEST(Awq, KeepsTheFloatModelAndDoesNoWorseThanRoundToNearest) {
+  const auto dir = testing::fixture("qwen2_bias").string();
+  auto plain = model::load_causal_lm(dir);
+  auto rtn_model = model::load_causal_lm(dir);
+  auto awq_model = model::load_causal_lm(dir);
+  const auto rules = parse_rules({"lm_head=none", "re:.*=w4a16-g16"});
+  for (auto* m : {rtn_model.get(), awq_model.get()}) attach_fake_quant(*m, assign_schemes(*m, rules), FakeQuantOptions{});
+  torch::manual_seed(4);
+  const auto ids = torch::randint(0, 256, {4, 32});
+  run_awq(*awq_model, 20, [&] { awq_model->forward(ids); });
+  torch::NoGradGuard no_grad;
+  const auto reference = plain->forward(ids);
+  auto smoothed = model::load_causal_lm(dir);
+  auto source = awq_model->named_parameters();
+  for (auto& item : smoothed->named_parameters()) item.value().copy_(source[item.key()]);
+  EXPECT_TRUE(torch::allclose(smoothed->forward(ids), reference, 1e-4, 1e-4));
+  EXPECT_FALSE(smoothed->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight.equal(
+      plain->model->layers[0]->as<model::DecoderLayerImpl>()->mlp->up_proj->weight));
+  const double rtn_error = (rtn_model->forward(ids) - reference).pow(2).sum().item<double>();
+  const double awq_error = (awq_model->forward(ids) - reference).pow(2).sum().item<double>();
+  std::printf("fake-quant logit error on the calibration batches: RTN %.6g, AWQ %.6g\n", rtn_error, awq_error);
+  EXPECT_LE(awq_error, rtn_error * (1 + 1e-6));
 }
 
 }  // namespace

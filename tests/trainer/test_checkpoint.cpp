@@ -98,5 +98,50 @@ TEST(Checkpoint, LeftoversOfACrashedWriterAreCleanedAndIgnored) {
   EXPECT_EQ(manager.latest(), (dir / "checkpoints/step_00000003").string());
 }
 
+// "auto" resume falls back to the newest checkpoint that verifies: the latest pointer naming
+// a folder that is gone (a crash between moving the old folder of a step aside and renaming
+// the new one into place), a truncated tensor file, a missing manifest. With none valid, it
+// refuses naming the key instead of starting over.
+TEST(Checkpoint, LatestFallsBackToTheNewestValidCheckpoint) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 4);
+  for (int64_t step : {1, 2, 3}) manager.save(step, contents(torch::full({4}, static_cast<double>(step))));
+  const auto ck = dir / "checkpoints";
+  EXPECT_EQ(manager.latest(), (ck / "step_00000003").string());
+  // The newest tensor file truncated: step 2.
+  fs::resize_file(ck / "step_00000003/model.safetensors", fs::file_size(ck / "step_00000003/model.safetensors") / 2);
+  EXPECT_EQ(manager.latest(), (ck / "step_00000002").string());
+  // Its manifest gone too, and the pointer naming a folder that does not exist: still step 2.
+  fs::remove(ck / "step_00000002/manifest.json");
+  EXPECT_EQ(manager.latest(), (ck / "step_00000001").string());
+  std::ofstream(ck / "latest") << "step_00000009\n";
+  EXPECT_EQ(manager.latest(), (ck / "step_00000001").string());
+  auto w = torch::zeros({4});
+  LoadedCheckpoint::open(*manager.latest()).restore("model", {{"w", w}});
+  EXPECT_TRUE(w.equal(torch::full({4}, 1.0)));
+  // None valid: an error naming checkpoint.resume, not a fresh start.
+  fs::remove(ck / "step_00000001/trainer_state.json");
+  try {
+    manager.latest();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("checkpoint.resume"), std::string::npos) << e.what();
+  }
+}
+
+// Saving a step that already has a folder (a run resumed from before it) replaces it only
+// once the new one is complete; the set-aside copy is gone afterwards.
+TEST(Checkpoint, ResavingAStepReplacesItsFolder) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 2);
+  manager.save(5, contents(torch::full({4}, 1.0)));
+  const auto path = manager.save(5, contents(torch::full({4}, 2.0)));
+  auto w = torch::zeros({4});
+  LoadedCheckpoint::open(path).restore("model", {{"w", w}});
+  EXPECT_TRUE(w.equal(torch::full({4}, 2.0)));
+  for (const auto& entry : fs::directory_iterator(dir / "checkpoints"))
+    EXPECT_EQ(entry.path().filename().string().find(".old."), std::string::npos) << entry.path();
+}
+
 }  // namespace
 }  // namespace qtrain::trainer
