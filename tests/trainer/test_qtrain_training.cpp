@@ -18,6 +18,7 @@
 
 #include "common/compat.h"
 #include "model/safetensors.h"
+#include "trainer/checkpoint.h"
 #include "tests/test_util.h"
 
 namespace qtrain {
@@ -240,6 +241,30 @@ TEST(QtrainTraining, ZeroStage1CheckpointResumesWithOtherRankCountsAndStages) {
         EXPECT_NEAR(x, y, 1e-5 * std::abs(x)) << "step " << step;
     }
   }
+}
+
+// resume: auto after the newest checkpoints were damaged (step 8's weights truncated, step
+// 6's manifest lost): the run says what it skipped, continues from step 4, the newest that
+// verifies, to the very losses of the undamaged run, and writes steps 6 and 8 anew over the
+// damaged folders.
+TEST(QtrainTraining, ResumeAutoSkipsDamagedCheckpoints) {
+  const auto dir = testing::scratch_dir();
+  const std::string run = "--set checkpoint.keep_last=4 --set run.output_dir=" + (dir / "run").string() + " ";
+  const auto first = run_tool(dir, "qtrain", kConfig + run, testing::mpirun(2));
+  ASSERT_EQ(first.status, 0) << first.err;
+  const auto reference = testing::step_records(dir / "run");
+  const auto ck = dir / "run/checkpoints";
+  fs::resize_file(ck / "step_00000008/model.safetensors", 1000);
+  fs::remove(ck / "step_00000006/manifest.json");
+  const auto again = run_tool(dir, "qtrain", kConfig + run + "--set checkpoint.resume=auto", testing::mpirun(2));
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.err.find("skipping checkpoints that do not verify"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("resumed from " + (ck / "step_00000004").string() + " at step 4"), std::string::npos) << again.err;
+  const auto resumed = testing::step_records(dir / "run");
+  for (int64_t step = 5; step <= 8; ++step)
+    EXPECT_EQ(resumed.at(step)["loss"].get<double>(), reference.at(step)["loss"].get<double>()) << "step " << step;
+  EXPECT_NO_THROW(trainer::LoadedCheckpoint::open((ck / "step_00000008").string()));
+  EXPECT_NO_THROW(trainer::LoadedCheckpoint::open((ck / "step_00000006").string()));
 }
 
 // SIGTERM goes to mpirun, which forwards it to the ranks (as `scancel` or a preempting
