@@ -12,19 +12,25 @@
 namespace qtrain::trainer {
 namespace {
 
-// configs/gpu_distill_1b.yaml with its teacher, the shape scripts/make_random_teacher.py makes.
-config::JobConfig distill_1b(const std::filesystem::path& dir) {
-  std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-    "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
-    "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": true,
-    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 4096})";
+// Distillation into a copy of a teacher whose config.json (Llama) is written to `dir`.
+config::JobConfig copy_job(const std::filesystem::path& dir, const std::string& config_json, int64_t micro_batch_size,
+                           int64_t global_batch_size) {
+  std::ofstream(dir / "config.json") << config_json;
   config::JobConfig job;
   job.model.teacher = dir.string();
   job.model.student = "copy";
   job.data.seq_len = 2048;
-  job.data.micro_batch_size = 2;
-  job.data.global_batch_size = 16;
+  job.data.micro_batch_size = micro_batch_size;
+  job.data.global_batch_size = global_batch_size;
   return job;
+}
+
+// configs/gpu_distill_1b.yaml with its teacher, the shape scripts/make_random_teacher.py makes.
+config::JobConfig distill_1b(const std::filesystem::path& dir) {
+  return copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": true,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 4096})", 2, 16);
 }
 
 TEST(Estimate, MatchesTheMeasuredPeakOfThe1BDistillation) {
@@ -105,16 +111,10 @@ TEST(Estimate, ZeroStages2And3ShardGradientsThenWeights) {
 // ZeRO-3 with activation checkpointing fits 40 GB.
 TEST(Estimate, Llama3_8BStudentAndTeacherFit40GBPerRankAtStage3) {
   const auto dir = testing::scratch_dir();
-  std::ofstream(dir / "config.json") << R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+  auto job = copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
     "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
     "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "tie_word_embeddings": false,
-    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192})";
-  config::JobConfig job;
-  job.model.teacher = dir.string();
-  job.model.student = "copy";
-  job.data.seq_len = 2048;
-  job.data.micro_batch_size = 1;
-  job.data.global_batch_size = 8;
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192})", 1, 8);
   job.quant.rules = {"lm_head=none", "re:.*=w4a16-g128"};
   job.parallel.zero_stage = 1;
   const JobEstimate one = estimate_job(job, 8, true);

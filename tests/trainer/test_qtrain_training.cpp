@@ -20,6 +20,7 @@
 #include "model/safetensors.h"
 #include "trainer/checkpoint.h"
 #include "tests/test_util.h"
+#include "tests/trainer/checkpoint_resume.h"
 
 namespace qtrain {
 namespace {
@@ -214,33 +215,8 @@ TEST(QtrainTraining, ZeroStage1MatchesZeroStage0OnTwoRanks) {
 // and of the gradient norm, ZeroStage1MatchesZeroStage0OnTwoRanks); 2 ranks with ZeRO-1 to
 // the very same losses.
 TEST(QtrainTraining, ZeroStage1CheckpointResumesWithOtherRankCountsAndStages) {
-  const auto dir = testing::scratch_dir();
-  const std::string run = "--set checkpoint.keep_last=4 ";
-  const auto two = run_tool(dir, "qtrain", kConfig + run + "--set parallel.zero_stage=1 --set run.output_dir=" +
-                                               (dir / "two").string(),
-                            testing::mpirun(2));
-  ASSERT_EQ(two.status, 0) << two.err;
-  const auto reference = testing::step_records(dir / "two");
-  const std::string from = "--set checkpoint.resume=" + (dir / "two/checkpoints/step_00000004").string() + " ";
-  const std::vector<std::pair<std::string, int>> jobs = {
-      {"one_zero0", 1}, {"one_zero1", 1}, {"two_zero0", 2}, {"two_zero1", 2}};
-  for (const auto& [name, ranks] : jobs) {
-    SCOPED_TRACE(name);
-    const std::string stage = name.back() == '1' ? "1" : "0";
-    const auto resumed = run_tool(dir, "qtrain", kConfig + run + from + "--set parallel.zero_stage=" + stage +
-                                                     " --set run.output_dir=" + (dir / name).string(),
-                                  ranks > 1 ? testing::mpirun(ranks) : "");
-    ASSERT_EQ(resumed.status, 0) << resumed.err;
-    const auto b = testing::step_records(dir / name);
-    ASSERT_EQ(b.size(), 4u);  // steps 5..8
-    for (const auto& [step, record] : b) {
-      const double x = reference.at(step)["loss"], y = record["loss"];
-      if (name == "two_zero1")
-        EXPECT_EQ(x, y) << "step " << step;  // the same job: each rank restored its own segments
-      else
-        EXPECT_NEAR(x, y, 1e-5 * std::abs(x)) << "step " << step;
-    }
-  }
+  testing::expect_checkpoint_resumes(kConfig, 1, {{"one_zero0", 1, 0}, {"one_zero1", 1, 1}, {"two_zero0", 2, 0},
+                                                  {"two_zero1", 2, 1}});
 }
 
 // resume: auto after the newest checkpoints were damaged (step 8's weights truncated, step

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/test_util.h"
+#include "tests/trainer/checkpoint_resume.h"
 
 namespace qtrain {
 namespace {
@@ -104,35 +105,7 @@ INSTANTIATE_TEST_SUITE_P(Methods, QtrainZeroQuantized, ::testing::Values("rtn", 
 // stage 3, where each rank reads back its own segments: the very same losses there, and
 // elsewhere those of the 2-rank run up to the summation order of another rank count.
 TEST(QtrainZero, Stage3CheckpointResumesWithOtherRankCountsAndStages) {
-  const auto dir = testing::scratch_dir();
-  const std::string run = "--set checkpoint.keep_last=4 ";
-  const auto two = run_tool(dir, "qtrain", kConfig + run + "--set parallel.zero_stage=3 --set run.output_dir=" +
-                                               (dir / "two").string(),
-                            testing::mpirun(2));
-  ASSERT_EQ(two.status, 0) << two.err;
-  const auto reference = testing::step_records(dir / "two");
-  const std::string from = "--set checkpoint.resume=" + (dir / "two/checkpoints/step_00000004").string() + " ";
-  struct Job {
-    std::string name;
-    int ranks;
-    std::string stage;
-  };
-  for (const auto& [name, ranks, stage] : {Job{"one_zero0", 1, "0"}, Job{"four_zero2", 4, "2"}, Job{"two_zero3", 2, "3"}}) {
-    SCOPED_TRACE(name);
-    const auto resumed = run_tool(dir, "qtrain", kConfig + run + from + "--set parallel.zero_stage=" + stage +
-                                                     " --set run.output_dir=" + (dir / name).string(),
-                                  ranks > 1 ? testing::mpirun(ranks) : "");
-    ASSERT_EQ(resumed.status, 0) << resumed.err;
-    const auto b = testing::step_records(dir / name);
-    ASSERT_EQ(b.size(), 4u);  // steps 5..8
-    for (const auto& [step, record] : b) {
-      const double x = reference.at(step)["loss"], y = record["loss"];
-      if (name == "two_zero3")
-        EXPECT_EQ(x, y) << "step " << step;
-      else
-        EXPECT_NEAR(x, y, 1e-5 * std::abs(x)) << "step " << step;
-    }
-  }
+  testing::expect_checkpoint_resumes(kConfig, 3, {{"one_zero0", 1, 0}, {"four_zero2", 4, 2}, {"two_zero3", 2, 3}});
 }
 
 }  // namespace
