@@ -148,6 +148,9 @@ inline void release_storage(const torch::Tensor& tensor) {
   storage->set_nbytes(0);
 }
 inline void allocate_storage(const torch::Tensor& tensor, size_t nbytes) {
+  // The caching allocator allocates on the current device: make it the tensor's (a rank
+  // whose GPU is not device 0 gathers on its main thread, where nothing else sets it).
+  const c10::DeviceGuard device(tensor.device());
   auto* storage = tensor.storage().unsafeGetStorageImpl();
   storage->set_data_ptr_noswap(storage->allocator()->allocate(nbytes));
   storage->set_nbytes(nbytes);

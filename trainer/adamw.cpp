@@ -56,30 +56,12 @@ model::NamedTensors AdamW::state_tensors(Collective& collective) {
     }
     return out;
   }
-  QT_REQUIRE(collective.world_size() == flat_.shards() && collective.rank() == rank_,
-             "the optimizer's shards do not match the collective's ranks");
-  torch::NoGradGuard no_grad;
-  const bool main = rank_ == 0;
-  const auto host = torch::TensorOptions().dtype(torch::kFloat32);
-  torch::Tensor full[2];
-  if (main) full[0] = torch::zeros({flat_.numel()}, host), full[1] = torch::zeros({flat_.numel()}, host);
-  const torch::Tensor* moments[2] = {&exp_avg_, &exp_avg_sq_};
-  int64_t state_offset = 0;
-  for (const auto& b : flat_.buckets()) {  // one bucket at a time: extra device memory is one bucket
-    const int64_t segment = (b.end - b.begin) / flat_.shards();
-    auto buffer = torch::empty({b.end - b.begin}, flat_.values().options());
-    for (int k = 0; k < 2; ++k) {
-      buffer.narrow(0, rank_ * segment, segment).copy_(moments[k]->narrow(0, state_offset, segment));
-      collective.all_gather(buffer);
-      collective.wait();
-      if (main) full[k].narrow(0, b.begin, b.end - b.begin).copy_(buffer);
-    }
-    state_offset += segment;
-  }
-  if (!main) return out;
+  const auto avg = gather_to_main(flat_, collective, exp_avg_);
+  const auto avg_sq = gather_to_main(flat_, collective, exp_avg_sq_);
+  if (rank_ != 0) return out;
   for (const auto& e : entries) {
-    out.emplace_back("exp_avg." + e.name, full[0].narrow(0, e.offset, e.numel).view(e.param.sizes()));
-    out.emplace_back("exp_avg_sq." + e.name, full[1].narrow(0, e.offset, e.numel).view(e.param.sizes()));
+    out.emplace_back("exp_avg." + e.name, avg.narrow(0, e.offset, e.numel).view(e.param.sizes()));
+    out.emplace_back("exp_avg_sq." + e.name, avg_sq.narrow(0, e.offset, e.numel).view(e.param.sizes()));
   }
   return out;
 }

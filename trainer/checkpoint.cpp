@@ -106,8 +106,8 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
   write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
   fsync_directory(tmp_dir);
   // A checkpoint of the same step from an earlier, interrupted life is moved aside, not
-  // removed, until the new one is in place: a crash in between leaves a valid folder (the
-  // old one, found by latest()'s fallback) rather than none.
+  // removed, until the new one is in place; a crash in between leaves the older steps for
+  // latest()'s fallback (the set-aside folder is not a step folder: the next save removes it).
   const auto aside = final_dir + ".old." + std::to_string(::getpid());
   const bool replacing = fs::exists(final_dir);
   if (replacing && std::rename(final_dir.c_str(), aside.c_str()) != 0)

@@ -90,6 +90,7 @@ class FlatParameters {
   // What this rank owns of parameter `name` (an entry lies in one bucket, so in at most one
   // owned segment); nullopt when no entry has that name.
   std::optional<OwnedPiece> owned_piece(const std::string& name) const;
+  const FlatEntry* entry(const std::string& name) const;  // null when none has that name
   // Views of `length` stored elements from flat position `begin` (within one owned segment
   // when the storage is owned).
   torch::Tensor values_at(int64_t begin, int64_t length);
@@ -109,6 +110,13 @@ class FlatParameters {
   int64_t total_ = 0;
   torch::Tensor values_, grads_;
 };
+
+class Collective;
+// The whole flat layout of `owned` (a tensor in this rank's owned layout: the stage-3 values,
+// the AdamW moments) on rank 0, as an fp32 CPU tensor, gathered bucket by bucket over
+// `collective` (every rank must call; one bucket of device memory extra); undefined on the
+// other ranks.
+torch::Tensor gather_to_main(const FlatParameters& flat, Collective& collective, const torch::Tensor& owned);
 
 // Norms (names ending in "norm.weight"), biases and learned quantization scales get no
 // weight decay.

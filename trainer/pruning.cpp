@@ -153,7 +153,7 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
     prune::grow_masks(*masks_, scores, channels, groups);
     check_ranks_agree(*masks_);
     refresh();
-    prune::apply_masks(*student_, *masks_);
+    mask_weights(&flat);
     clear_moments(optimizer, masked_);
   }
   char line[200];
@@ -163,20 +163,33 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
   return line;
 }
 
-void StudentPruning::mask_gradients(FlatParameters& flat) {
+namespace {
+
+// Multiplies this rank's part of each masked tensor, in `storage` (the values or the
+// gradients of `flat`), by its keep factor.
+void mask_owned(const std::vector<prune::MaskedTensor>& masked, FlatParameters& flat, bool gradients) {
   torch::NoGradGuard no_grad;
-  for (auto& m : masked_) {
+  for (const auto& m : masked) {
     const auto piece = flat.owned_piece(m.name);
     QT_REQUIRE(piece, "pruned tensor " + m.name + " is not trainable");
     if (piece->length == 0) continue;
     const auto keep = m.keep.expand(m.tensor.sizes()).reshape({-1}).narrow(0, piece->param_begin, piece->length);
-    flat.grads_at(piece->flat_begin, piece->length).mul_(keep);
+    (gradients ? flat.grads_at(piece->flat_begin, piece->length) : flat.values_at(piece->flat_begin, piece->length))
+        .mul_(keep);
   }
 }
 
-void StudentPruning::mask_weights() {
-  torch::NoGradGuard no_grad;
-  for (auto& m : masked_) m.tensor.mul_(m.keep);
+}  // namespace
+
+void StudentPruning::mask_gradients(FlatParameters& flat) { mask_owned(masked_, flat, true); }
+
+void StudentPruning::mask_weights(FlatParameters* flat) {
+  if (!flat || !flat->owns_values_only()) {  // every rank holds every weight
+    torch::NoGradGuard no_grad;
+    for (auto& m : masked_) m.tensor.mul_(m.keep);
+    return;
+  }
+  mask_owned(masked_, *flat, false);
 }
 
 model::NamedTensors StudentPruning::state() {
@@ -185,9 +198,9 @@ model::NamedTensors StudentPruning::state() {
   return out;
 }
 
-void StudentPruning::restored() {
+void StudentPruning::restored(FlatParameters* flat) {
   refresh();
-  mask_weights();
+  mask_weights(flat);
 }
 
 void StudentPruning::refresh() {

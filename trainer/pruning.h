@@ -40,13 +40,14 @@ class StudentPruning {
   // the gradient storage of `flat` (this rank's segments from ZeRO-2 on). The pruned weights
   // then stay zero: zero gradient, zero moments, decoupled decay of zero.
   void mask_gradients(FlatParameters& flat);
-  // The pruned weights to zero (after restoring a checkpoint; at ZeRO-3 with the student
-  // gathered).
-  void mask_weights();
+  // The pruned weights to zero: in the values of `flat` when it holds only this rank's
+  // segments (ZeRO-3: the fp32 masters, so that nothing is rounded through a gathered
+  // copy), else in the model's parameters (`flat` null: a model without training state).
+  void mask_weights(FlatParameters* flat);
 
   // The masks by name, for checkpoints; after restoring them, call restored().
   model::NamedTensors state();
-  void restored();
+  void restored(FlatParameters* flat = nullptr);
 
   const prune::StructuredMasksImpl& masks() const { return *masks_; }
   int64_t kept_channels() const { return masks_->kept_channels(); }

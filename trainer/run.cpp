@@ -84,7 +84,17 @@ std::optional<std::string> resume_point(const config::CheckpointSection& c, cons
           .expected("auto (continue), a checkpoint folder, or a new run.output_dir");
     return std::nullopt;
   }
-  if (c.resume == "auto") return manager.latest();
+  if (c.resume == "auto") {
+    // Rank 0 picks (verifying checksums once), the others follow its step: every rank must
+    // resume from the same checkpoint, whatever it reads of the files meanwhile.
+    int step = -1;
+    if (dist::is_main())
+      if (const auto latest = manager.latest())
+        step = std::stoi(std::filesystem::path(*latest).filename().string().substr(5));
+    step = dist::allreduce_max(step);
+    if (step < 0) return std::nullopt;
+    return (std::filesystem::path(manager.dir()) / CheckpointManager::step_name(step)).string();
+  }
   return c.resume;
 }
 
@@ -207,10 +217,11 @@ struct Shards {
     if (student) out.push_back(student->gather_all(write_back));
     return out;
   }
-  // Both models whole, the student's changes written back: pruning's importance passes run
-  // a different number of batches on each rank, so no collective may run inside them.
+  // Both models whole (nothing written back: pruning masks the fp32 masters itself): the
+  // importance passes run a different number of batches on each rank, so no collective may
+  // run inside them.
   Scopes whole_models() {
-    Scopes out = whole_student(/*write_back=*/true);
+    Scopes out = whole_student(/*write_back=*/false);
     if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
     return out;
   }
@@ -250,6 +261,10 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
 
   // Parameters, communication, optimizer.
   const int stage = static_cast<int>(job.parallel.zero_stage);
+  if (stage >= 3 && !device.is_cuda() && compute_dtype != torch::kFloat32)
+    throw Error("ZeRO-3 on the CPU gathers in model.dtype, which MPI's collectives here take only as fp32")
+        .key("model.dtype")
+        .expected("fp32 (or auto) with parallel.zero_stage 3 on the CPU");
   auto trainable = named(*student);
   const auto extras = named(*projections, "distill.");
   trainable.insert(trainable.end(), extras.begin(), extras.end());
@@ -304,10 +319,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     }
     refresh_quantization(*student);
     ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
-    if (pruning) {
-      const auto gathered = shards.whole_student(/*write_back=*/true);
-      pruning->restored();
-    }
+    if (pruning) pruning->restored(&flat);
     ck.restore_slices("optimizer", optimizer.state_slices(), optimizer.state_tensor_count());  // the owned part
     state = TrainingState::from_json(ck.trainer_state().at("state"));
     optimizer.set_steps(state.optimizer_steps);
@@ -322,13 +334,24 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   }
   auto save = [&] {
     if (!job.checkpoint.enabled) return;
-    const auto gathered = shards.whole_student(/*write_back=*/false);  // every rank (ZeRO-3)
     auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO gathers the shards
+    // ZeRO-3: the fp32 masters gathered to rank 0 (the parameters are gathered copies in
+    // the compute dtype); the rest (quantizer buffers) is replicated.
+    const auto masters = shards.student ? gather_to_main(flat, *collective, flat.values()) : torch::Tensor();
     if (!main_rank) return;
+    auto saved = [&](const NamedTensors& tensors) {
+      if (!masters.defined()) return tensors;
+      NamedTensors out;
+      for (const auto& [name, tensor] : tensors) {
+        const auto* e = flat.entry(name);
+        out.emplace_back(name, e ? masters.narrow(0, e->offset, e->numel).view(tensor.sizes()) : tensor);
+      }
+      return out;
+    };
     nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
                                     {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}};
-    checkpoints.save(state.step, {student->config(), hf_weights(*student), std::move(moments), extras,
-                                  quantization_state(*student), trainer_state,
+    checkpoints.save(state.step, {student->config(), saved(hf_weights(*student)), std::move(moments), saved(extras),
+                                  saved(quantization_state(*student)), trainer_state,
                                   pruning ? pruning->state() : model::NamedTensors{}});
   };
 
