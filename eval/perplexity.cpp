@@ -69,9 +69,7 @@ PerplexityResult evaluate_perplexity(model::CausalLMImpl& model, const data::Tok
     const size_t first = static_cast<size_t>(b * options.batch_size);
     if (first >= mine.size()) {
       const int64_t window = mine.empty() ? 0 : mine.front();
-      auto ids = tokens.read(window * options.seq_len, options.seq_len).unsqueeze(0).to(device);
-      sequence_nll_sums(model, model.hidden_states(ids.narrow(1, 0, options.seq_len - 1)),
-                        ids.narrow(1, 1, options.seq_len - 1));
+      model.hidden_states(tokens.read(window * options.seq_len, options.seq_len - 1).unsqueeze(0).to(device));
       continue;
     }
     const auto count = std::min<int64_t>(options.batch_size, static_cast<int64_t>(mine.size() - first));

@@ -73,13 +73,10 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
   torch::NoGradGuard no_grad;
   if (owns_values_only()) {
     values_ = torch::zeros({owned}, tensor_options);
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      const auto segment = owned_segment(b);
-      for (size_t i : buckets_[b].entries) {
-        const auto& e = entries_[i];
-        const int64_t begin = std::max(e.offset, segment.begin), end = std::min(e.offset + e.numel, segment.end);
-        if (begin < end) values_at(begin, end - begin).copy_(e.param.reshape({-1}).narrow(0, begin - e.offset, end - begin));
-      }
+    for (const auto& e : entries_) {
+      const auto piece = *owned_piece(e.name);
+      if (piece.length > 0)
+        values_at(piece.flat_begin, piece.length).copy_(e.param.reshape({-1}).narrow(0, piece.param_begin, piece.length));
     }
   } else {
     values_ = torch::zeros({total}, tensor_options);

@@ -165,8 +165,8 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
 
 namespace {
 
-// Multiplies this rank's part of each masked tensor, in `storage` (the values or the
-// gradients of `flat`), by its keep factor.
+// Multiplies this rank's part of each masked tensor, in the values or the gradients of
+// `flat`, by its keep factor.
 void mask_owned(const std::vector<prune::MaskedTensor>& masked, FlatParameters& flat, bool gradients) {
   torch::NoGradGuard no_grad;
   for (const auto& m : masked) {

@@ -180,11 +180,7 @@ void ShardedModel::prefetch(int unit_index) {
 void ShardedModel::release(int unit_index) {
   auto& u = unit(unit_index);
   QT_REQUIRE(u.holders > 0, "a unit released more often than gathered");
-  if (--u.holders > 0) return;
-  if (u.in_flight) {  // never free a buffer a collective still writes into
-    collective_.wait();
-    u.in_flight = false;
-  }
+  if (--u.holders > 0) return;  // held means waited for: no collective still writes into it
   for (size_t b : u.buckets) compat::release_storage(buffers_[b]);
 }
 
