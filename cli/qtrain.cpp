@@ -58,18 +58,20 @@ int quantize_command(int argc, char** argv) {
       ("eval", po::value(&j.eval_data), "token file: print the exported model's perplexity on it")
       ("eval-seq-len", po::value(&j.eval_seq_len)->default_value(j.eval_seq_len), "window of that perplexity")
       ("device", po::value(&j.device)->default_value(j.device), "auto|cpu|cuda")
-      ("dtype", po::value(&j.dtype)->default_value(j.dtype), "compute dtype: auto|fp32|bf16");
+      ("dtype", po::value(&j.dtype)->default_value(j.dtype), "compute dtype: auto|fp32|bf16")
+      ("max-shard-mb", po::value(&j.max_shard_mb)->default_value(j.max_shard_mb), "largest weight file (MiB); larger exports are sharded with an index");
   if (!parse_subcommand(argc, argv, desc)) return 0;
   return qtrain::trainer::run_quantize(j);
 }
 
 int export_command(int argc, char** argv) {
   qtrain::trainer::ExportJob j;
-  po::options_description desc("qtrain export: a training checkpoint to a compressed-tensors folder\nOptions");
+  po::options_description desc("qtrain export: a training checkpoint to a compressed-tensors folder (or a pruned or plain Hugging Face one)\nOptions");
   desc.add_options()
       ("checkpoint", po::value(&j.checkpoint)->required(), "checkpoint folder (run.output_dir/checkpoints/step_N)")
       ("output", po::value(&j.output)->required(), "folder to write")
-      ("tokenizer", po::value(&j.tokenizer), "folder whose tokenizer files are copied (default: the run's teacher)");
+      ("tokenizer", po::value(&j.tokenizer), "folder whose tokenizer files are copied (default: the run's teacher)")
+      ("max-shard-mb", po::value(&j.max_shard_mb)->default_value(j.max_shard_mb), "largest weight file (MiB); larger exports are sharded with an index");
   if (!parse_subcommand(argc, argv, desc)) return 0;
   return qtrain::trainer::run_export(j);
 }

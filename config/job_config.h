@@ -15,12 +15,14 @@ struct RunSection {
   std::string name = "demo";
   std::string output_dir = "runs/demo";
   std::int64_t seed = 1234;
+  double export_shard_mb = 5120;
 
   template <class V>
   void visit(V& v) {
     v.field("name", name, "Name of the run, used in logs and metrics");
     v.field("output_dir", output_dir, "Directory for checkpoints, logs and exported models (created if missing)");
     v.field("seed", seed, "Seed for weight init, data order and dropout; the same seed gives the same run", at_least(0));
+    v.field("export_shard_mb", export_shard_mb, "Largest weight file of an export, in MiB; a larger model is written as model-0000K-of-0000N.safetensors shards with model.safetensors.index.json, as transformers' save_pretrained does", greater_than(0));
   }
 };
 

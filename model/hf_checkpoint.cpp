@@ -137,46 +137,86 @@ torch::ScalarType parse_dtype(const std::string& s) {
   throw Error("unknown dtype '" + s + "'").expected("fp32|bf16|fp16");
 }
 
+namespace {
+std::string partial_shard(const fs::path& dir, size_t index) {
+  return (dir / ("model-" + std::to_string(index + 1) + ".partial.safetensors")).string();
+}
+}  // namespace
+
+WeightShardWriter::WeightShardWriter(std::string dir, int64_t max_shard_bytes)
+    : dir_(std::move(dir)), max_bytes_(max_shard_bytes) {
+  fs::create_directories(dir_);
+}
+
+void WeightShardWriter::add(const std::string& name, torch::Tensor tensor, const std::string& raw_dtype) {
+  const auto bytes = stored_bytes(tensor);
+  if (in_shard_ > 0 && in_shard_ + bytes > max_bytes_) flush();
+  if (!raw_dtype.empty()) raw_dtypes_[name] = raw_dtype;
+  // A copy: the caller may free or change the tensor (a sharded unit released) before the
+  // shard is written.
+  pending_.emplace_back(name, tensor.detach().to(torch::kCPU, tensor.scalar_type(), false, /*copy=*/true).contiguous());
+  in_shard_ += bytes;
+  total_ += bytes;
+}
+
+void WeightShardWriter::flush() {
+  std::vector<std::string> names;
+  std::map<std::string, std::string> raw;
+  for (const auto& [name, t] : pending_) {
+    names.push_back(name);
+    if (const auto it = raw_dtypes_.find(name); it != raw_dtypes_.end()) raw.insert(*it);
+  }
+  save_safetensors(partial_shard(dir_, shards_.size()), pending_, {{"format", "pt"}}, raw);
+  shards_.push_back(std::move(names));
+  pending_.clear();
+  in_shard_ = 0;
+}
+
+int64_t WeightShardWriter::finish() {
+  if (!pending_.empty() || shards_.empty()) flush();
+  const fs::path dir(dir_);
+  std::set<std::string> used;
+  std::vector<std::string> names;
+  char name[64];
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards_.size());
+    names.push_back(shards_.size() == 1 ? kSingleFile : name);
+    used.insert(names.back());
+  }
+  if (shards_.size() > 1) used.insert(kIndexFile);
+  // An earlier export's weight files that this layout does not overwrite would mislead a reader.
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto file = entry.path().filename().string();
+    const bool weights = file == kIndexFile || file == kSingleFile ||
+                         (file.rfind("model-", 0) == 0 && file.find("-of-") != std::string::npos &&
+                          file.find(".partial.") == std::string::npos);
+    if (weights && !used.count(file)) fs::remove(entry.path());
+  }
+  for (size_t i = 0; i < shards_.size(); ++i) fs::rename(partial_shard(dir, i), dir / names[i]);
+  if (shards_.size() > 1) {
+    json index = {{"metadata", {{"total_size", total_}}}, {"weight_map", json::object()}};
+    for (size_t i = 0; i < shards_.size(); ++i)
+      for (const auto& tensor : shards_[i]) index["weight_map"][tensor] = names[i];
+    write_file_atomic((dir / kIndexFile).string(), index.dump(2) + "\n");
+  }
+  fsync_directory(dir_);
+  return total_;
+}
+
 void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const NamedTensors& tensors,
                         const SaveOptions& options) {
-  fs::create_directories(dir);
-  NamedTensors converted;
-  int64_t total = 0;
-  for (const auto& [name, t] : tensors) {
-    auto v = (options.dtype && t.is_floating_point()) ? t.to(*options.dtype) : t;
-    total += stored_bytes(v);
-    converted.emplace_back(name, v);
+  // Shards in name order, as before the writer streamed.
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return tensors[a].first < tensors[b].first; });
+  WeightShardWriter writer(dir, options.max_shard_bytes);
+  for (const auto i : order) {
+    const auto& [name, t] = tensors[i];
+    writer.add(name, (options.dtype && t.is_floating_point()) ? t.to(*options.dtype) : t);
   }
+  writer.finish();
   ModelConfig out_config = config;
   if (options.dtype) out_config.dtype = dtype_name(*options.dtype);
-  // Group tensors into shards in name order, starting a new shard when the next would overflow.
-  std::sort(converted.begin(), converted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<NamedTensors> shards(1);
-  int64_t in_shard = 0;
-  for (auto& nt : converted) {
-    const auto bytes = stored_bytes(nt.second);
-    if (in_shard > 0 && in_shard + bytes > options.max_shard_bytes) {
-      shards.emplace_back();
-      in_shard = 0;
-    }
-    shards.back().push_back(std::move(nt));
-    in_shard += bytes;
-  }
-  const std::map<std::string, std::string> meta = {{"format", "pt"}};
-  std::error_code ec;
-  fs::remove(fs::path(dir) / (shards.size() == 1 ? kIndexFile : kSingleFile), ec);  // no stale layout
-  if (shards.size() == 1) {
-    save_safetensors((fs::path(dir) / kSingleFile).string(), shards[0], meta);
-  } else {
-    json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
-    char name[64];
-    for (std::size_t i = 0; i < shards.size(); ++i) {
-      std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-      save_safetensors((fs::path(dir) / name).string(), shards[i], meta);
-      for (const auto& nt : shards[i]) index["weight_map"][nt.first] = name;
-    }
-    write_file_atomic((fs::path(dir) / kIndexFile).string(), index.dump(2) + "\n");
-  }
   write_file_atomic((fs::path(dir) / "config.json").string(), out_config.to_json().dump(2) + "\n");
 }
 

@@ -47,6 +47,32 @@ struct SaveOptions {
   int64_t max_shard_bytes = int64_t{5} << 30;  // transformers' default: 5 GB
   std::optional<torch::ScalarType> dtype;      // convert floating tensors to this dtype
 };
+// Streams weights into a Hugging Face folder as transformers' save_pretrained lays them out:
+// a shard is written as soon as the next tensor would make it exceed `max_shard_bytes`, so
+// only one shard's tensors are held at a time; finish() names the shards
+// model-0000K-of-0000N.safetensors (N known only then) and writes
+// model.safetensors.index.json, or, with one shard, names it model.safetensors. Files of an
+// earlier export in `dir` that the new layout does not use are removed.
+class WeightShardWriter {
+ public:
+  WeightShardWriter(std::string dir, int64_t max_shard_bytes = int64_t{5} << 30);
+  // Copies `tensor` to the CPU (the caller may free it afterwards); `raw_dtype`: the element
+  // type of uint8 data that LibTorch cannot hold (save_safetensors).
+  void add(const std::string& name, torch::Tensor tensor, const std::string& raw_dtype = "");
+  // Returns the bytes of all tensors written.
+  int64_t finish();
+
+ private:
+  void flush();
+  std::string dir_;
+  int64_t max_bytes_, in_shard_ = 0, total_ = 0;
+  NamedTensors pending_;
+  std::map<std::string, std::string> raw_dtypes_;
+  std::vector<std::vector<std::string>> shards_;  // names written into each shard
+};
+
+inline int64_t mib_to_bytes(double mib) { return static_cast<int64_t>(mib * 1048576.0); }
+
 // Writes config.json and the weights (one file, or shards plus index) into `dir`, which is created.
 void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const NamedTensors& tensors,
                         const SaveOptions& options = {});

@@ -2,8 +2,10 @@
 // arithmetic; everything else in the export dtype; config.json with quantization_config.
 #include "quant/export.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "common/atomic_file.h"
@@ -132,38 +134,62 @@ json quantization_config(model::CausalLMImpl& model) {
           {"version", ct::kVersion}};
 }
 
+namespace {
+// The decoder layer a tensor or module belongs to ("model.layers.<i>."), -1 for the rest.
+int unit_of(const std::string& name) {
+  static const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  return std::stoi(name.substr(prefix.size()));
+}
+}  // namespace
+
 ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
                                         const ExportOptions& options) {
-  fs::create_directories(out_dir);
   auto layers = fake_quant_layers(model);
+  const auto kv = kv_cache_quantizers(model);
+  auto modules = model.named_modules("", false);
+  const auto state = model::hf_state(model);  // handles only: read while their unit is whole
   ExportSummary summary;
-  model::NamedTensors tensors;
-  std::map<std::string, std::string> raw_dtypes;
-  std::set<std::string> done;
-  for (auto& [name, layer] : layers) {
-    if (!layer->scheme().weights) continue;
-    auto* linear = model.named_modules("", false)[name]->as<model::LinearImpl>();
-    const auto before = tensors.size();
-    compress_linear(name + ".", linear->weight, linear->bias, *layer, options.dtype, tensors, raw_dtypes);
-    for (size_t i = before; i < tensors.size(); ++i) summary.quantized_bytes += model::stored_bytes(tensors[i].second);
-    summary.quantized_weights += linear->weight.numel();
-    ++summary.quantized_linears;
-    done.insert(name + ".weight");
-    done.insert(name + ".bias");
+  std::optional<model::WeightShardWriter> writer;
+  if (options.write) writer.emplace(out_dir, options.max_shard_bytes);
+  for (int unit = -1; unit < model.config().num_hidden_layers; ++unit) {
+    if (options.gather) options.gather(unit, true);
+    if (writer) {
+      model::NamedTensors tensors;
+      std::map<std::string, std::string> raw_dtypes;
+      std::set<std::string> done;
+      for (auto& [name, layer] : layers) {
+        if (unit_of(name) != unit || !layer->scheme().weights) continue;
+        auto* linear = modules[name]->as<model::LinearImpl>();
+        const auto before = tensors.size();
+        compress_linear(name + ".", linear->weight, linear->bias, *layer, options.dtype, tensors, raw_dtypes);
+        for (size_t i = before; i < tensors.size(); ++i) summary.quantized_bytes += model::stored_bytes(tensors[i].second);
+        summary.quantized_weights += linear->weight.numel();
+        ++summary.quantized_linears;
+        summary.errors.push_back(weight_quant_error(name, *layer, linear->weight));
+        done.insert(name + ".weight");
+        done.insert(name + ".bias");
+      }
+      if (unit >= 0 && static_cast<size_t>(unit) < kv.size() && kv[unit]->kind() == "fp8") {
+        const auto prefix = "model.layers." + std::to_string(unit) + ".self_attn.";
+        tensors.emplace_back(prefix + ct::kKeyScale, kv[unit]->key_scale.detach().reshape({1}).to(torch::kFloat32));
+        tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->value_scale.detach().reshape({1}).to(torch::kFloat32));
+      }
+      for (const auto& [name, tensor] : state) {
+        if (unit_of(name) != unit || done.count(name) || name.find(".quant.") != std::string::npos) continue;
+        tensors.emplace_back(name, tensor.is_floating_point() ? tensor.detach().to(options.dtype) : tensor.detach());
+      }
+      for (auto& [name, tensor] : tensors) {
+        summary.total_bytes += model::stored_bytes(tensor);
+        const auto raw = raw_dtypes.find(name);
+        writer->add(name, tensor, raw == raw_dtypes.end() ? "" : raw->second);  // copied: the unit may go
+      }
+    }
+    if (options.gather) options.gather(unit, false);
   }
-  int64_t layer_index = 0;
-  for (auto* kv : kv_cache_quantizers(model)) {
-    const auto prefix = "model.layers." + std::to_string(layer_index++) + ".self_attn.";
-    if (kv->kind() != "fp8") continue;
-    tensors.emplace_back(prefix + ct::kKeyScale, kv->key_scale.detach().reshape({1}).to(torch::kFloat32));
-    tensors.emplace_back(prefix + ct::kValueScale, kv->value_scale.detach().reshape({1}).to(torch::kFloat32));
-  }
-  for (const auto& [name, tensor] : model::hf_state(model)) {
-    if (done.count(name) || name.find(".quant.") != std::string::npos) continue;
-    tensors.emplace_back(name, tensor.is_floating_point() ? tensor.to(options.dtype) : tensor);
-  }
-  for (const auto& [name, tensor] : tensors) summary.total_bytes += model::stored_bytes(tensor);
-  model::save_safetensors((fs::path(out_dir) / "model.safetensors").string(), tensors, {{"format", "pt"}}, raw_dtypes);
+  if (!writer) return summary;
+  std::sort(summary.errors.begin(), summary.errors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  writer->finish();
   auto config = model.config().to_json();
   config["dtype"] = model::dtype_name(options.dtype);
   if (config.contains("torch_dtype")) config["torch_dtype"] = model::dtype_name(options.dtype);

@@ -5,19 +5,20 @@
 
 namespace qtrain::quant {
 
-std::vector<LayerQuantError> weight_quant_errors(model::CausalLMImpl& model) {
+LayerQuantError weight_quant_error(const std::string& name, FakeQuantLinear& layer, const torch::Tensor& weight) {
   torch::NoGradGuard no_grad;
+  auto w = weight.detach().to(torch::kFloat32);
+  if (layer.kept_inputs().defined()) w = w.index_select(1, layer.kept_inputs().to(w.device()));
+  const auto q = fake_quantize(w, layer.weight_qparams(w), *layer.scheme().weights);
+  const double norm = w.norm().item<double>();
+  return {name, layer.scheme().name, norm > 0 ? (w - q).norm().item<double>() / norm : 0.0};
+}
+
+std::vector<LayerQuantError> weight_quant_errors(model::CausalLMImpl& model) {
   std::vector<LayerQuantError> out;
   auto modules = model.named_modules("", false);
-  for (auto& [name, layer] : fake_quant_layers(model)) {
-    if (!layer->scheme().weights) continue;
-    auto* linear = modules[name]->as<model::LinearImpl>();
-    auto w = linear->weight.detach().to(torch::kFloat32);
-    if (layer->kept_inputs().defined()) w = w.index_select(1, layer->kept_inputs().to(w.device()));
-    const auto q = fake_quantize(w, layer->weight_qparams(w), *layer->scheme().weights);
-    const double norm = w.norm().item<double>();
-    out.push_back({name, layer->scheme().name, norm > 0 ? (w - q).norm().item<double>() / norm : 0.0});
-  }
+  for (auto& [name, layer] : fake_quant_layers(model))
+    if (layer->scheme().weights) out.push_back(weight_quant_error(name, *layer, modules[name]->as<model::LinearImpl>()->weight));
   return out;
 }
 

@@ -16,6 +16,10 @@ struct LayerQuantError {
   double relative_error = 0;
 };
 
+class FakeQuantLinear;
+// The error of one fake-quantized linear (with quantized weights) of weight `weight`.
+LayerQuantError weight_quant_error(const std::string& name, FakeQuantLinear& layer, const torch::Tensor& weight);
+
 // One entry per fake-quantized linear with quantized weights, by module name. Pruned
 // input columns (FakeQuantLinear::kept_inputs) are left out, as the export leaves them out.
 std::vector<LayerQuantError> weight_quant_errors(model::CausalLMImpl& model);

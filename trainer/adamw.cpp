@@ -46,28 +46,8 @@ void AdamW::step(double lr) {
   }
 }
 
-model::NamedTensors AdamW::state_tensors(Collective& collective) {
-  model::NamedTensors out;
-  const auto& entries = flat_.entries();
-  if (!sharded()) {
-    for (const auto& e : entries) {
-      out.emplace_back("exp_avg." + e.name, exp_avg_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
-      out.emplace_back("exp_avg_sq." + e.name, exp_avg_sq_.narrow(0, e.offset, e.numel).view(e.param.sizes()));
-    }
-    return out;
-  }
-  const auto avg = gather_to_main(flat_, collective, exp_avg_);
-  const auto avg_sq = gather_to_main(flat_, collective, exp_avg_sq_);
-  if (rank_ != 0) return out;
-  for (const auto& e : entries) {
-    out.emplace_back("exp_avg." + e.name, avg.narrow(0, e.offset, e.numel).view(e.param.sizes()));
-    out.emplace_back("exp_avg_sq." + e.name, avg_sq.narrow(0, e.offset, e.numel).view(e.param.sizes()));
-  }
-  return out;
-}
-
-std::vector<TensorSlice> AdamW::state_slices() {
-  std::vector<TensorSlice> out;
+TensorSlices AdamW::state_slices() {
+  TensorSlices out;
   for (const auto& piece : pieces_) {
     const auto& e = flat_.entries()[piece.entry];
     const auto shape = e.param.sizes().vec();

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "trainer/checkpoint.h"
-#include "trainer/collective.h"
 #include "trainer/flat_parameters.h"
 
 namespace qtrain::trainer {
@@ -35,13 +34,10 @@ class AdamW {
   // The gradient views of the owned ranges (the whole buffer when not sharded).
   const std::vector<torch::Tensor>& owned_grads() const { return grads_; }
 
-  // State for checkpoints, the same whatever the sharding: the full moments of every
-  // parameter, "exp_avg.<param>" / "exp_avg_sq.<param>". Not sharded: views of the moment
-  // buffers. Sharded: gathered bucket by bucket over `collective` (every rank must call);
-  // rank 0 gets CPU tensors, the other ranks an empty list.
-  model::NamedTensors state_tensors(Collective& collective);
-  // The owned parts of those tensors, for LoadedCheckpoint::restore_slices.
-  std::vector<TensorSlice> state_slices();
+  // The owned parts of the moments, as pieces of the checkpoint tensors "exp_avg.<param>" and
+  // "exp_avg_sq.<param>" of every parameter's full shape: what this rank saves and restores
+  // (unsharded: every element), whatever the sharding that wrote or reads them.
+  TensorSlices state_slices();
   int64_t state_tensor_count() const { return 2 * static_cast<int64_t>(flat_.entries().size()); }
   // Multiplies the owned moments of parameter `name` by `keep` (broadcast to its shape).
   void mask_state(const std::string& name, const torch::Tensor& keep);

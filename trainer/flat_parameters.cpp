@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "trainer/collective.h"
 
 namespace qtrain::trainer {
 
@@ -123,26 +122,6 @@ std::optional<OwnedPiece> FlatParameters::owned_piece(const std::string& name) c
 const FlatEntry* FlatParameters::entry(const std::string& name) const {
   const auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : &entries_[it->second.first];
-}
-
-torch::Tensor gather_to_main(const FlatParameters& flat, Collective& collective, const torch::Tensor& owned) {
-  QT_REQUIRE(collective.world_size() == flat.shards() && collective.rank() == flat.rank(),
-             "the flat buffers' shards do not match the collective's ranks");
-  torch::NoGradGuard no_grad;
-  const bool main = collective.rank() == 0;
-  torch::Tensor full;
-  if (main) full = torch::zeros({flat.numel()}, torch::TensorOptions().dtype(torch::kFloat32));
-  int64_t offset = 0;  // in `owned`
-  for (const auto& b : flat.buckets()) {
-    const int64_t segment = b.segment() / flat.shards();
-    auto buffer = torch::empty({b.segment()}, owned.options());
-    buffer.narrow(0, flat.rank() * segment, segment).copy_(owned.narrow(0, offset, segment));
-    collective.all_gather(buffer);
-    collective.wait();
-    if (main) full.narrow(0, b.begin, b.segment()).copy_(buffer);
-    offset += segment;
-  }
-  return full;
 }
 
 int64_t FlatParameters::stored_offset(int64_t begin, int64_t length, bool whole) const {

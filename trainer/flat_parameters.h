@@ -111,13 +111,6 @@ class FlatParameters {
   torch::Tensor values_, grads_;
 };
 
-class Collective;
-// The whole flat layout of `owned` (a tensor in this rank's owned layout: the stage-3 values,
-// the AdamW moments) on rank 0, as an fp32 CPU tensor, gathered bucket by bucket over
-// `collective` (every rank must call; one bucket of device memory extra); undefined on the
-// other ranks.
-torch::Tensor gather_to_main(const FlatParameters& flat, Collective& collective, const torch::Tensor& owned);
-
 // Norms (names ending in "norm.weight"), biases and learned quantization scales get no
 // weight decay.
 bool is_decayed(const std::string& name);

@@ -45,7 +45,10 @@ int run_quantize(const QuantizeJob& job) {
                  run_batches);
   quant::calibrate_activations(*model, run_batches);
   if (dist::is_main()) {
-    const auto s = quant::export_compressed_tensors(*model, job.output, {torch::kBFloat16, job.model});
+    quant::ExportOptions options;
+    options.tokenizer_source = job.model;
+    options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
+    const auto s = quant::export_compressed_tensors(*model, job.output, options);
     std::printf("qtrain quantize: %s with %s (%s): %lld linears, %.3f bits per quantized weight, %.1f MB -> %s\n",
                 job.model.c_str(), job.rules.empty() ? job.scheme.c_str() : "rules", job.method.c_str(),
                 (long long)s.quantized_linears, s.bits_per_quantized_weight(), static_cast<double>(s.total_bytes) / 1e6,
@@ -74,33 +77,39 @@ int run_export(const ExportJob& job) {
   const bool quantized = attach_quantization(loaded.job.quant, *student);
   // A pruned run exports without its pruned structure (docs/pruning.md), quantized or not.
   auto pruning = StudentPruning::attach(loaded.job, student, torch::kFloat32);
-  if (!quantized && !pruning)
-    throw Error("the run had neither quantization nor pruning: nothing to export (its checkpoint folder is already a "
-                "Hugging Face folder)")
-        .file(job.checkpoint)
-        .key("quant.rules")
-        .expected("a checkpoint of a run with quant.rules or prune sparsities");
   model::NamedTensors weights;
   for (auto& item : student->named_parameters())
     if (item.key().find(".quant.") == std::string::npos) weights.emplace_back(item.key(), item.value());
   ck.restore("model", weights);
+  std::string tokenizer = job.tokenizer;
+  if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
+  if (!quantized && !pruning) {  // plain distillation: the student as a Hugging Face folder
+    model::SaveOptions options;
+    options.dtype = torch::kBFloat16;
+    options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
+    model::save_causal_lm(*student, job.output, options);
+    quant::copy_tokenizer_files(tokenizer, job.output);
+    std::printf("qtrain export: %s -> %s (bf16 Hugging Face folder)\n", job.checkpoint.c_str(), job.output.c_str());
+    return 0;
+  }
   if (quantized) {
     ck.restore("quant", quantization_state(*student));
     refresh_quantization(*student);
   }
-  std::string tokenizer = job.tokenizer;
-  if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
   if (pruning) {
     ck.restore("prune", pruning->state());
     pruning->restored();
-    const auto e = export_pruned(*student, pruning->masks(), job.output, tokenizer);
+    const auto e = export_pruned(*student, pruning->masks(), job.output, tokenizer, model::mib_to_bytes(job.max_shard_mb));
     std::printf("qtrain export: %s -> %s (pruned%s: %lld parameters; intermediate_size %lld, %lld attention heads, %lld "
                 "KV heads)\n",
                 job.checkpoint.c_str(), job.output.c_str(), e.quantized ? ", quantized" : "", (long long)e.parameters,
                 (long long)e.intermediate_size, (long long)e.attention_heads, (long long)e.kv_heads);
     return 0;
   }
-  const auto s = quant::export_compressed_tensors(*student, job.output, {torch::kBFloat16, tokenizer});
+  quant::ExportOptions options;
+  options.tokenizer_source = tokenizer;
+  options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
+  const auto s = quant::export_compressed_tensors(*student, job.output, options);
   std::printf("qtrain export: %s -> %s (%lld quantized linears, %.3f bits per quantized weight)\n", job.checkpoint.c_str(),
               job.output.c_str(), (long long)s.quantized_linears, s.bits_per_quantized_weight());
   return 0;

@@ -23,11 +23,13 @@ struct QuantizeJob {
   int64_t awq_grid = 20;
   std::string eval_data;  // optional: print the perplexity of the result on this token file
   int64_t eval_seq_len = 512;
+  double max_shard_mb = 5120;  // MiB: weight files above this split into shards
 };
 int run_quantize(const QuantizeJob& job);
 
 struct ExportJob {
   std::string checkpoint, output, tokenizer;
+  double max_shard_mb = 5120;  // MiB
 };
 int run_export(const ExportJob& job);
 

@@ -257,17 +257,22 @@ void carry_quantization(model::CausalLMImpl& student, const prune::StructuredMas
 }  // namespace
 
 PrunedExport export_pruned(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
-                           const std::string& dir, const std::string& tokenizer_source) {
+                           const std::string& dir, const std::string& tokenizer_source, int64_t max_shard_bytes) {
   auto compacted = prune::compact(student, masks);
   const auto& c = compacted.model->config();
   PrunedExport summary{false, c.num_parameters(), c.intermediate_size, c.num_attention_heads, c.num_key_value_heads};
   if (quant::fake_quant_layers(student).empty() && quant::kv_cache_quantizers(student).empty()) {
-    model::save_causal_lm(*compacted.model, dir);
+    model::SaveOptions options;
+    options.max_shard_bytes = max_shard_bytes;
+    model::save_causal_lm(*compacted.model, dir, options);
     quant::copy_tokenizer_files(tokenizer_source, dir);
     return summary;
   }
   carry_quantization(student, masks, compacted);
-  quant::export_compressed_tensors(*compacted.model, dir, {torch::kBFloat16, tokenizer_source});
+  quant::ExportOptions options;
+  options.tokenizer_source = tokenizer_source;
+  options.max_shard_bytes = max_shard_bytes;
+  quant::export_compressed_tensors(*compacted.model, dir, options);
   summary.quantized = true;
   return summary;
 }

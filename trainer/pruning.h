@@ -82,8 +82,9 @@ struct PrunedExport {
 // Writes the student without its pruned structure to `dir` (rank 0 only): in the
 // compressed-tensors layout when fake quantization is attached (the compacted layers carry
 // its state), else a plain Hugging Face folder in fp32. Tokenizer files are copied from
-// `tokenizer_source` ("" = none).
+// `tokenizer_source` ("" = none). Weight files above `max_shard_bytes` split into shards.
 PrunedExport export_pruned(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
-                           const std::string& dir, const std::string& tokenizer_source);
+                           const std::string& dir, const std::string& tokenizer_source,
+                           int64_t max_shard_bytes = int64_t{5} << 30);
 
 }  // namespace qtrain::trainer

@@ -113,17 +113,17 @@ double RunResults::measure(const std::string& stage, model::CausalLMImpl& model,
   return r.perplexity;
 }
 
-void RunResults::exported(model::CausalLMImpl& student, const std::string& dir) {
+void RunResults::exported(const std::string& dir, const std::vector<quant::LayerQuantError>& errors) {
   const auto size = quant::folder_size(dir);
   auto& e = results_["stages"]["export"];
   e["path"] = fs::relative(dir, job_.run.output_dir).string();
   e["size_bytes"] = size.file_bytes;
   e["bits_per_weight"] = size.bits_per_weight();
   e["quantized_linears"] = size.quantized_linears;
-  json errors = json::array();
-  for (const auto& layer : quant::weight_quant_errors(student))
-    errors.push_back({{"layer", layer.name}, {"scheme", layer.scheme}, {"relative_error", layer.relative_error}});
-  results_["quant_error"] = errors;
+  json out = json::array();
+  for (const auto& layer : errors)
+    out.push_back({{"layer", layer.name}, {"scheme", layer.scheme}, {"relative_error", layer.relative_error}});
+  results_["quant_error"] = out;
   write();
 }
 

@@ -6,10 +6,12 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "config/job_config.h"
 #include "eval/perplexity.h"
 #include "model/causal_lm.h"
+#include "quant/quant_error.h"
 
 namespace qtrain::trainer {
 
@@ -28,9 +30,9 @@ class RunResults {
   // All ranks: the perplexity of `model` on the validation windows, recorded as `stage`
   // ("student" at the end, "export" for the loaded export) at `step`; returns it.
   double measure(const std::string& stage, model::CausalLMImpl& model, int64_t step);
-  // Rank 0, after writing the export folder `dir` from `student`: the folder's size and
-  // bits per weight, and the per-layer quantization error of the student's fake-quant weights.
-  void exported(model::CausalLMImpl& student, const std::string& dir);
+  // Rank 0, after writing the export folder `dir`: the folder's size and bits per weight, and
+  // the per-layer quantization error of the student's fake-quant weights (quant_error.h).
+  void exported(const std::string& dir, const std::vector<quant::LayerQuantError>& errors);
 
  private:
   void write() const;

@@ -17,8 +17,10 @@
 #include "eval/perplexity.h"
 #include "eval/report.h"
 #include "model/flops.h"
+#include "model/hf_checkpoint.h"
 #include "quant/export.h"
 #include "quant/load_compressed.h"
+#include "quant/quant_error.h"
 #include "trainer/checkpoint.h"
 #include "trainer/fault_injection.h"
 #include "trainer/lr_schedule.h"
@@ -117,18 +119,25 @@ double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
 }
 
 // The compressed-tensors export of the trained student, and its integer perplexity next to
-// the fake-quant one (docs/quantization.md).
-void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, double fake_quant_ppl,
-                        MetricsLogger* metrics, int64_t step, RunResults& results) {
+// the fake-quant one (docs/quantization.md). With ZeRO-3 (`sharded`) every rank takes part,
+// gathering one decoder layer at a time, and rank 0 writes.
+void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, ShardedModel* sharded,
+                        double fake_quant_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
   const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
-  if (dist::is_main()) {
-    quant::ExportOptions options;
-    options.tokenizer_source = tokenizer_source(job);
+  quant::ExportOptions options;
+  options.tokenizer_source = tokenizer_source(job);
+  options.max_shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
+  options.write = dist::is_main();
+  if (sharded)
+    options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
+  if (sharded || dist::is_main()) {
     const auto summary = quant::export_compressed_tensors(student, dir, options);
-    results.exported(student, dir);
-    std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
-                (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
-                static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
+    if (dist::is_main()) {
+      results.exported(dir, summary.errors);
+      std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
+                  (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
+                  static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
+    }
   }
   dist::barrier();
   if (job.data.validation.empty()) return;
@@ -148,8 +157,8 @@ void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl
   const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
   bool quantized = false;
   if (dist::is_main()) {
-    const auto summary = export_pruned(student, pruning.masks(), dir, tokenizer_source(job));
-    results.exported(student, dir);
+    const auto summary = export_pruned(student, pruning.masks(), dir, tokenizer_source(job), model::mib_to_bytes(job.run.export_shard_mb));
+    results.exported(dir, quant::weight_quant_errors(student));
     quantized = summary.quantized;
     std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
                 "%lld kv heads) to %s\n",
@@ -181,17 +190,19 @@ void write_report(const std::string& output_dir) {
   }
 }
 
-// What a ZeRO-3 rank restores of `targets` from a checkpoint: the owned segments of the
-// parameters that live in `flat` (straight into its fp32 master shard, so no rank loads the
-// whole model), and the rest (replicated buffers: quantizer state) whole.
-std::vector<TensorSlice> owned_slices(FlatParameters& flat, const NamedTensors& targets) {
-  std::vector<TensorSlice> out;
+// What this rank saves or restores of `targets`: the owned segments of the parameters that
+// live in `flat` (its fp32 masters: no rank gathers the whole model), and, with
+// `replicated`, the rest (quantizer buffers, the same on every rank) whole. Unsharded, a
+// rank owns all of `flat`.
+TensorSlices owned_slices(FlatParameters& flat, const NamedTensors& targets, bool replicated) {
+  TensorSlices out;
   for (const auto& [name, tensor] : targets) {
     const auto piece = flat.owned_piece(name);
-    if (!piece)
-      out.push_back({name, tensor.sizes().vec(), 0, tensor.view({-1})});
-    else if (piece->length > 0)
+    if (!piece) {
+      if (replicated) out.push_back({name, tensor.sizes().vec(), 0, tensor});
+    } else if (piece->length > 0) {
       out.push_back({name, tensor.sizes().vec(), piece->param_begin, flat.values_at(piece->flat_begin, piece->length)});
+    }
   }
   return out;
 }
@@ -307,16 +318,13 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   CheckpointManager checkpoints(job.run.output_dir, job.checkpoint.keep_last);
   TrainingState state;
   if (const auto from = resume_point(job.checkpoint, checkpoints)) {
-    const auto ck = LoadedCheckpoint::open(*from);
-    if (shards.student) {  // each rank reads its own segments into its master shard
-      for (const auto& [file, targets] : {std::pair{"model", hf_weights(*student)}, std::pair{"extras", extras},
-                                          std::pair{"quant", quantization_state(*student)}})
-        ck.restore_slices(file, owned_slices(flat, targets), static_cast<int64_t>(targets.size()));
-    } else {
-      ck.restore("model", hf_weights(*student));
-      ck.restore("extras", extras);
-      ck.restore("quant", quantization_state(*student));
-    }
+    // Each rank reads what its layout holds (ZeRO-3: its segments, straight into its master
+    // shard), from whichever shards of the writer hold it.
+    const auto ck = LoadedCheckpoint::open(*from, LoadedCheckpoint::Verify::on_read);
+    for (const auto& [section, targets] : {std::pair{"model", hf_weights(*student)}, std::pair{"extras", extras},
+                                           std::pair{"quant", quantization_state(*student)}})
+      ck.restore_slices(section, shards.student ? owned_slices(flat, targets, true) : whole(targets),
+                        static_cast<int64_t>(targets.size()));
     refresh_quantization(*student);
     ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
     if (pruning) pruning->restored(&flat);
@@ -334,25 +342,19 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   }
   auto save = [&] {
     if (!job.checkpoint.enabled) return;
-    auto moments = optimizer.state_tensors(*collective);  // every rank: ZeRO gathers the shards
-    // ZeRO-3: the fp32 masters gathered to rank 0 (the parameters are gathered copies in
-    // the compute dtype); the rest (quantizer buffers) is replicated.
-    const auto masters = shards.student ? gather_to_main(flat, *collective, flat.values()) : torch::Tensor();
-    if (!main_rank) return;
-    auto saved = [&](const NamedTensors& tensors) {
-      if (!masters.defined()) return tensors;
-      NamedTensors out;
-      for (const auto& [name, tensor] : tensors) {
-        const auto* e = flat.entry(name);
-        out.emplace_back(name, e ? masters.narrow(0, e->offset, e->numel).view(tensor.sizes()) : tensor);
-      }
-      return out;
-    };
-    nlohmann::json trainer_state = {{"state", state.to_json()}, {"world_size", dist::world_size()},
-                                    {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}};
-    checkpoints.save(state.step, {student->config(), saved(hf_weights(*student)), std::move(moments), saved(extras),
-                                  saved(quantization_state(*student)), trainer_state,
-                                  pruning ? pruning->state() : model::NamedTensors{}});
+    // Every rank writes what it owns: with ZeRO its segments of the fp32 masters and of the
+    // moments; unsharded, rank 0 everything. Replicated tensors come from rank 0.
+    const bool owner = flat.shards() > 1 || main_rank;
+    auto part = [&](const NamedTensors& tensors) { return owner ? owned_slices(flat, tensors, main_rank) : TensorSlices{}; };
+    CheckpointContents contents{student->config(),
+                                {{"state", state.to_json()}, {"world_size", dist::world_size()},
+                                 {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}},
+                                {{"model", part(hf_weights(*student))},
+                                 {"optimizer", owner ? optimizer.state_slices() : TensorSlices{}},
+                                 {"extras", part(extras)},
+                                 {"quant", part(quantization_state(*student))},
+                                 {"prune", main_rank && pruning ? whole(pruning->state()) : TensorSlices{}}}};
+    checkpoints.save(state.step, contents);
   };
 
   // Data.
@@ -475,8 +477,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     const auto gathered = shards.whole_student(/*write_back=*/false);
     export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step, results);
   } else if (quantized && job.quant.export_at_end) {
-    const auto gathered = shards.whole_student(/*write_back=*/false);
-    export_and_compare(job, *student, final_ppl, metrics.get(), state.step, results);
+    export_and_compare(job, *student, shards.student.get(), final_ppl, metrics.get(), state.step, results);
   }
   metrics.reset();  // flushed and closed before the report reads metrics.jsonl
   if (main_rank) write_report(job.run.output_dir);

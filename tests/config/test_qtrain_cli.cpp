@@ -8,7 +8,9 @@
 #include "config/embedded.h"
 #include "config/load.h"
 #include "config/print.h"
+#include "model/hf_checkpoint.h"
 #include "tests/test_util.h"
+#include "trainer/checkpoint.h"
 
 namespace qtrain::config {
 namespace {
@@ -77,8 +79,34 @@ TEST(QtrainCli, WithoutConfigRunsTheEmbeddedDemo) {
   EXPECT_EQ(run.status, 0) << run.err;
   EXPECT_NE(run.out.find("qtrain: step 2: student perplexity "), std::string::npos) << run.out;
   const auto checkpoint = dir / "demo/checkpoints/step_00000002";
-  EXPECT_TRUE(std::filesystem::exists(checkpoint / "model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(checkpoint / "shard-00000-of-00001.safetensors"));
   EXPECT_EQ(nlohmann::json::parse(testing::read_text(checkpoint / "config.json"))["num_hidden_layers"], 1);
+  // `qtrain export` of the checkpoint, in 40 KiB shards: the demo's compressed-tensors
+  // folder, its unquantized tensors the checkpoint's fp32 weights rounded to bf16.
+  const auto exported_dir = dir / "exported";
+  const ToolRun exported = run_qtrain(dir, "export --max-shard-mb 0.04 --checkpoint " + checkpoint.string() +
+                                               " --output " + exported_dir.string());
+  ASSERT_EQ(exported.status, 0) << exported.err;
+  EXPECT_TRUE(std::filesystem::exists(exported_dir / "model.safetensors.index.json"));
+  const auto weights = trainer::LoadedCheckpoint::open(checkpoint.string()).tensors("model");
+  const auto folder = model::HFCheckpoint::open(exported_dir.string());
+  for (const auto& [name, w] : weights)
+    if (name.find("_proj") == std::string::npos) EXPECT_TRUE(folder.tensor(name).equal(w.to(torch::kBFloat16))) << name;
+  EXPECT_TRUE(folder.contains("model.layers.0.mlp.down_proj.weight_packed"));
+
+  // A run without quantization exports a plain bf16 Hugging Face folder.
+  const auto plain = dir / "plain";
+  const ToolRun plain_run = run_qtrain(dir, args + " --set 'quant.rules=[]' --set training.steps=1 --set run.output_dir=" +
+                                                plain.string());
+  ASSERT_EQ(plain_run.status, 0) << plain_run.err;
+  const auto plain_checkpoint = plain / "checkpoints/step_00000001";
+  const ToolRun plain_export = run_qtrain(dir, "export --checkpoint " + plain_checkpoint.string() + " --output " +
+                                                   (dir / "hf").string());
+  ASSERT_EQ(plain_export.status, 0) << plain_export.err;
+  const auto hf = model::HFCheckpoint::open((dir / "hf").string());
+  const auto plain_weights = trainer::LoadedCheckpoint::open(plain_checkpoint.string()).tensors("model");
+  ASSERT_EQ(hf.tensor_names().size(), plain_weights.size());
+  for (const auto& [name, w] : plain_weights) EXPECT_TRUE(hf.tensor(name).equal(w.to(torch::kBFloat16))) << name;
 
   // A second run resumes (checkpoint.resume: auto), finds the run finished and only evaluates.
   const ToolRun again = run_qtrain(dir, args);

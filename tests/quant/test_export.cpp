@@ -4,7 +4,9 @@
 // quantization_config that docs/formats.md specifies.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -190,6 +192,54 @@ TEST(Export, FusedLayersMustShareAScheme) {
   EXPECT_THROW(assign_schemes(*m, parse_rules({"re:.*q_proj=w8a8", "re:.*=w4a16-g32"})), Error);
   EXPECT_THROW(parse_rules({"re:.*=w5a16"}), Error);
   EXPECT_THROW(parse_rules({"nothing"}), Error);
+}
+
+// Above max_shard_bytes the export streams into model-0000K-of-0000N.safetensors with an
+// index, as transformers shards: every tensor once, within its shard's limit (but for one
+// tensor larger than it), the index's total_size the sum; loading it back evaluates to the
+// single-file export's logits exactly. The gather hook sees the root unit first, then each
+// decoder layer, each released before the next is gathered. A re-export in one file removes
+// the shards.
+TEST(Export, LargeExportsAreShardedWithAnIndexAndLoadTheSame) {
+  auto fake = quantized_fixture({"lm_head=none", "re:.*mlp.*=w4a16-g32", "re:.*self_attn.*=w8a8"});
+  const auto root = testing::scratch_dir();
+  export_compressed_tensors(*fake, (root / "single").string());
+  ExportOptions options;
+  options.max_shard_bytes = 24 << 10;
+  std::vector<std::pair<int, bool>> calls;
+  options.gather = [&](int unit, bool gathered) { calls.emplace_back(unit, gathered); };
+  const auto sharded = root / "sharded";
+  const auto summary = export_compressed_tensors(*fake, sharded.string(), options);
+  EXPECT_EQ(calls, (std::vector<std::pair<int, bool>>{{-1, true}, {-1, false}, {0, true}, {0, false}, {1, true}, {1, false}}));
+  EXPECT_EQ(summary.errors.size(), 14u);
+  EXPECT_FALSE(std::filesystem::exists(sharded / "model.safetensors"));
+  const auto index = nlohmann::json::parse(testing::read_text(sharded / "model.safetensors.index.json"));
+  const auto single = model::SafetensorsFile::open((root / "single/model.safetensors").string());
+  std::map<std::string, int64_t> shard_bytes;
+  int64_t total = 0;
+  for (const auto& e : single->entries()) {
+    ASSERT_TRUE(index["weight_map"].contains(e.name)) << e.name;
+    shard_bytes[index["weight_map"][e.name].get<std::string>()] += static_cast<int64_t>(e.end - e.begin);
+    total += static_cast<int64_t>(e.end - e.begin);
+  }
+  EXPECT_EQ(index["weight_map"].size(), single->entries().size());
+  EXPECT_EQ(index["metadata"]["total_size"].get<int64_t>(), total);
+  const auto n = shard_bytes.size();
+  ASSERT_GT(n, 3u);
+  char last[64];
+  std::snprintf(last, sizeof(last), "model-%05zu-of-%05zu.safetensors", n, n);
+  EXPECT_TRUE(shard_bytes.count(last));
+  const int64_t largest = 2 * 256 * 64 * 2;  // bf16 embeddings (and lm_head), alone in their shards
+  for (const auto& [file, bytes] : shard_bytes) EXPECT_LE(bytes, std::max<int64_t>(options.max_shard_bytes, largest)) << file;
+  auto a = load_for_eval((root / "single").string()), b = load_for_eval(sharded.string());
+  const auto ids = torch::randint(0, 256, {2, 32}, torch::TensorOptions().dtype(torch::kInt64));
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(a->forward(ids).equal(b->forward(ids)));
+  export_compressed_tensors(*fake, sharded.string());  // again, in one file
+  EXPECT_TRUE(std::filesystem::exists(sharded / "model.safetensors"));
+  for (const auto& entry : std::filesystem::directory_iterator(sharded))
+    EXPECT_EQ(entry.path().filename().string().find("model-"), std::string::npos) << entry.path();
+  EXPECT_FALSE(std::filesystem::exists(sharded / "model.safetensors.index.json"));
 }
 
 }  // namespace

@@ -14,9 +14,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr const char* kShard = "shard-00000-of-00001.safetensors";  // the one rank's part
+
+model::ModelConfig config() { return model::ModelConfig::from_file(testing::fixture("qwen2_bias/config.json").string()); }
+
 CheckpointContents contents(const torch::Tensor& w) {
-  auto config = model::ModelConfig::from_file(testing::fixture("qwen2_bias/config.json").string());
-  return {config, {{"w", w}}, {{"exp_avg.w", w * 2}}, {}, {}, {{"state", {{"step", 1}}}}};
+  return {config(), {{"state", {{"step", 1}}}},
+          {{"model", whole({{"w", w}})}, {"optimizer", whole({{"exp_avg.w", w * 2}})}}};
 }
 
 TEST(Checkpoint, SaveRestoreRotateAndLatest) {
@@ -43,7 +47,7 @@ TEST(Checkpoint, DamageIsCaughtByTheManifest) {
   CheckpointManager manager(dir.string(), 3);
   const auto path = manager.save(1, contents(torch::ones({64})));
   {  // flip one byte inside the tensor data
-    std::fstream f(fs::path(path) / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(fs::path(path) / kShard, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(-3, std::ios::end);
     f.put('\x7f');
   }
@@ -51,31 +55,86 @@ TEST(Checkpoint, DamageIsCaughtByTheManifest) {
     LoadedCheckpoint::open(path);
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.safetensors: checksum"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::string(kShard) + ": checksum"), std::string::npos) << e.what();
   }
-  fs::resize_file(fs::path(path) / "optimizer.safetensors", 10);
-  EXPECT_THROW(LoadedCheckpoint::open(path), Error);
+  // Checked on read: the shard's checksum when a restore first reads from it.
+  const auto lazy = LoadedCheckpoint::open(path, LoadedCheckpoint::Verify::on_read);
+  auto w = torch::zeros({64});
+  EXPECT_THROW(lazy.restore("model", {{"w", w}}), Error);
+  fs::resize_file(fs::path(path) / kShard, 10);
+  EXPECT_THROW(LoadedCheckpoint::open(path, LoadedCheckpoint::Verify::on_read), Error);
 }
 
-TEST(Checkpoint, PruningMasksTravelAndOlderCheckpointsWithoutThemLoad) {
+// A tensor saved in pieces (as ZeRO ranks own them) restores into any other cut of it, from
+// whichever pieces hold its elements; a cut the pieces do not cover is refused.
+TEST(Checkpoint, PiecesRestoreIntoAnyOtherCut) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 2);
+  const auto w = torch::arange(12, torch::kFloat32).view({3, 4});
+  const auto flat = w.view({-1});
+  const std::vector<int64_t> shape = {3, 4};
+  const auto path = manager.save(
+      1, {config(), {{"state", {{"step", 1}}}},
+          {{"model", {{"w", shape, 0, flat.narrow(0, 0, 5)}, {"w", shape, 5, flat.narrow(0, 5, 7)}}},
+           {"optimizer", {{"exp_avg.w", shape, 0, flat.narrow(0, 0, 5)}}}}});
+  const auto loaded = LoadedCheckpoint::open(path);
+  auto part = torch::zeros({6});
+  loaded.restore_slices("model", {{"w", shape, 3, part}}, 1);  // across the two pieces
+  EXPECT_TRUE(part.equal(flat.narrow(0, 3, 6)));
+  auto full = torch::zeros({3, 4});
+  loaded.restore("model", {{"w", full}});
+  EXPECT_TRUE(full.equal(w));
+  EXPECT_TRUE(loaded.tensors("model").at(0).second.equal(w));
+  auto beyond = torch::zeros({4});
+  EXPECT_THROW(loaded.restore_slices("optimizer", {{"exp_avg.w", shape, 3, beyond}}, 1), Error);  // 5..6 missing
+  auto other_shape = torch::zeros({2});
+  EXPECT_THROW(loaded.restore_slices("model", {{"w", {4, 3}, 0, other_shape}}, 1), Error);
+}
+
+TEST(Checkpoint, PruningMasksTravel) {
   const auto dir = testing::scratch_dir();
   CheckpointManager manager(dir.string(), 2);
   auto c = contents(torch::ones({4}));
-  c.prune = {{"layers.0.mlp_channels", torch::tensor({true, false, true})}};
+  c.sections["prune"] = whole({{"layers.0.mlp_channels", torch::tensor({true, false, true})}});
   const auto path = manager.save(1, c);
   auto mask = torch::ones({3}, torch::kBool);
   LoadedCheckpoint::open(path).restore("prune", {{"layers.0.mlp_channels", mask}});
   EXPECT_TRUE(mask.equal(torch::tensor({true, false, true})));
   EXPECT_THROW(LoadedCheckpoint::open(path).restore("prune", {}), Error);  // a job without pruning
-  // A checkpoint from before pruning: no prune.safetensors, not in the manifest.
-  const auto old = manager.save(2, contents(torch::ones({4})));
-  fs::remove(fs::path(old) / "prune.safetensors");
-  auto manifest = nlohmann::json::parse(testing::read_text(fs::path(old) / "manifest.json"));
-  manifest["files"].erase("prune.safetensors");
-  std::ofstream(fs::path(old) / "manifest.json") << manifest.dump(2);
-  const auto loaded = LoadedCheckpoint::open(old);
+  EXPECT_NO_THROW(LoadedCheckpoint::open(manager.save(2, contents(torch::ones({4})))).restore("prune", {}));
+}
+
+// A checkpoint of the first layout (one file of whole tensors per section, no shards) loads;
+// one from before pruning existed has no prune.safetensors, so only a job without pruning
+// resumes from it.
+TEST(Checkpoint, TheFirstLayoutStillLoads) {
+  const auto dir = testing::scratch_dir() / "step_00000004";
+  fs::create_directories(dir);
+  const auto w = torch::arange(6, torch::kFloat32).view({2, 3});
+  model::save_safetensors((dir / "model.safetensors").string(), {{"w", w}});
+  model::save_safetensors((dir / "optimizer.safetensors").string(), {{"exp_avg.w", w * 2}, {"exp_avg_sq.w", w * 3}});
+  for (const auto* empty : {"extras.safetensors", "quant.safetensors"}) model::save_safetensors((dir / empty).string(), {});
+  std::ofstream(dir / "config.json") << config().to_json().dump();
+  std::ofstream(dir / "trainer_state.json") << R"({"state": {"step": 4}})";
+  nlohmann::json manifest = {{"step", 4}, {"format", "qtrain-checkpoint-1"}, {"files", nlohmann::json::object()}};
+  for (const auto* f : {"config.json", "model.safetensors", "optimizer.safetensors", "extras.safetensors",
+                        "quant.safetensors", "trainer_state.json"})
+    manifest["files"][f] = {{"bytes", fs::file_size(dir / f)}, {"xxh3_64", file_checksum((dir / f).string())}};
+  std::ofstream(dir / "manifest.json") << manifest.dump(2);
+  const auto loaded = LoadedCheckpoint::open(dir.string());
+  auto restored = torch::zeros({2, 3});
+  loaded.restore("model", {{"w", restored}});
+  EXPECT_TRUE(restored.equal(w));
+  auto half = torch::zeros({3});
+  loaded.restore_slices("optimizer", {{"exp_avg_sq.w", {2, 3}, 3, half}, {"exp_avg.w", {2, 3}, 0, torch::zeros({6})}}, 2);
+  EXPECT_TRUE(half.equal(torch::tensor({9.0f, 12.0f, 15.0f})));
+  EXPECT_EQ(loaded.trainer_state()["state"]["step"], 4);
   EXPECT_NO_THROW(loaded.restore("prune", {}));
+  auto mask = torch::ones({3}, torch::kBool);
   EXPECT_THROW(loaded.restore("prune", {{"layers.0.mlp_channels", mask}}), Error);  // a pruning job needs them
+  manifest["format"] = "qtrain-checkpoint-9";
+  std::ofstream(dir / "manifest.json") << manifest.dump(2);
+  EXPECT_THROW(LoadedCheckpoint::open(dir.string()), Error);
 }
 
 TEST(Checkpoint, RestoreRefusesAnotherModel) {
@@ -109,7 +168,7 @@ TEST(Checkpoint, LatestFallsBackToTheNewestValidCheckpoint) {
   const auto ck = dir / "checkpoints";
   EXPECT_EQ(manager.latest(), (ck / "step_00000003").string());
   // The newest tensor file truncated: step 2.
-  fs::resize_file(ck / "step_00000003/model.safetensors", fs::file_size(ck / "step_00000003/model.safetensors") / 2);
+  fs::resize_file(ck / "step_00000003" / kShard, fs::file_size(ck / "step_00000003" / kShard) / 2);
   EXPECT_EQ(manager.latest(), (ck / "step_00000002").string());
   // Its manifest gone too, and the pointer naming a folder that does not exist: still step 2.
   fs::remove(ck / "step_00000002/manifest.json");

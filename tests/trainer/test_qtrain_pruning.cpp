@@ -16,6 +16,7 @@
 #include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
+#include "trainer/checkpoint.h"
 
 namespace qtrain {
 namespace {
@@ -138,22 +139,26 @@ TEST(QtrainPruning, ExportsASmallerModelAndResumesWithItsMasks) {
             testing::read_text(dir / "full/export/model.safetensors"));
   // In the last checkpoint, every weight that a mask prunes is exactly zero.
   const auto step8 = resumed_dir / "checkpoints/step_00000008";
-  auto masks = model::SafetensorsFile::open((step8 / "prune.safetensors").string());
-  auto weights = model::SafetensorsFile::open((step8 / "model.safetensors").string());
-  const auto channels = masks->tensor("layers.0.mlp_channels"), groups = masks->tensor("layers.0.kv_groups");
+  const auto checkpoint = trainer::LoadedCheckpoint::open(step8.string());
+  const auto section = [&](const std::string& name) {
+    std::map<std::string, torch::Tensor> out;
+    for (const auto& [key, tensor] : checkpoint.tensors(name)) out[key] = tensor;
+    return out;
+  };
+  auto masks = section("prune"), weights = section("model"), moments = section("optimizer");
+  const auto channels = masks.at("layers.0.mlp_channels"), groups = masks.at("layers.0.kv_groups");
   EXPECT_EQ(channels.sum().item<int64_t>(), 32);
   EXPECT_EQ(groups.sum().item<int64_t>(), 1);
   const auto pruned = channels.logical_not().nonzero().reshape({-1});
   const std::string layer = "model.layers.0.";
-  EXPECT_EQ(weights->tensor(layer + "mlp.gate_proj.weight").index_select(0, pruned).abs().sum().item<double>(), 0.0);
-  EXPECT_EQ(weights->tensor(layer + "mlp.down_proj.weight").index_select(1, pruned).abs().sum().item<double>(), 0.0);
-  EXPECT_GT(weights->tensor(layer + "mlp.down_proj.weight").abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(weights.at(layer + "mlp.gate_proj.weight").index_select(0, pruned).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(weights.at(layer + "mlp.down_proj.weight").index_select(1, pruned).abs().sum().item<double>(), 0.0);
+  EXPECT_GT(weights.at(layer + "mlp.down_proj.weight").abs().sum().item<double>(), 0.0);
   const auto pruned_kv = groups.logical_not().repeat_interleave(16).nonzero().reshape({-1});
   const auto pruned_q = groups.logical_not().repeat_interleave(32).nonzero().reshape({-1});
-  EXPECT_EQ(weights->tensor(layer + "self_attn.k_proj.weight").index_select(0, pruned_kv).abs().sum().item<double>(), 0.0);
-  EXPECT_EQ(weights->tensor(layer + "self_attn.o_proj.weight").index_select(1, pruned_q).abs().sum().item<double>(), 0.0);
-  auto moments = model::SafetensorsFile::open((step8 / "optimizer.safetensors").string());
-  EXPECT_EQ(moments->tensor("exp_avg_sq." + layer + "mlp.up_proj.weight").index_select(0, pruned).abs().sum().item<double>(),
+  EXPECT_EQ(weights.at(layer + "self_attn.k_proj.weight").index_select(0, pruned_kv).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(weights.at(layer + "self_attn.o_proj.weight").index_select(1, pruned_q).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(moments.at("exp_avg_sq." + layer + "mlp.up_proj.weight").index_select(0, pruned).abs().sum().item<double>(),
             0.0);
 }
 

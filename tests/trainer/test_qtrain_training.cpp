@@ -197,19 +197,24 @@ TEST(QtrainTraining, ZeroStage1MatchesZeroStage0OnTwoRanks) {
   std::printf("largest relative loss difference, ZeRO-1 vs 0: %.3g\n", worst);
   EXPECT_LT(a.at(16)["loss"].get<double>(), a.at(1)["loss"].get<double>());  // it learns
   EXPECT_GT(b.at(1)["buckets_overlapped"].get<int>(), 0);  // reduce-scatter started inside backward
-  // The checkpoints hold the same full moments: rank 0 gathered the ZeRO-1 shards.
-  const auto moments0 = model::SafetensorsFile::open((dir / "zero0/checkpoints/step_00000016/optimizer.safetensors").string());
-  const auto moments1 = model::SafetensorsFile::open((dir / "zero1/checkpoints/step_00000016/optimizer.safetensors").string());
-  ASSERT_EQ(moments0->entries().size(), moments1->entries().size());
-  for (const auto& entry : moments0->entries()) {
-    const auto x = moments0->tensor(entry.name), y = moments1->tensor(entry.name);
-    ASSERT_EQ(x.sizes(), y.sizes()) << entry.name;
-    EXPECT_TRUE(torch::allclose(x, y, 1e-3, 1e-9)) << entry.name << ": " << (x - y).abs().max().item<double>();
-    EXPECT_GT(y.abs().max().item<double>(), 0.0) << entry.name;  // every part was gathered, none left zero
+  // The checkpoints hold the same moments: ZeRO-1's two shards (each rank wrote its own
+  // part) make up the whole of every tensor.
+  const auto checkpoint0 = trainer::LoadedCheckpoint::open((dir / "zero0/checkpoints/step_00000016").string());
+  const auto checkpoint1 = trainer::LoadedCheckpoint::open((dir / "zero1/checkpoints/step_00000016").string());
+  EXPECT_TRUE(fs::exists(dir / "zero1/checkpoints/step_00000016/shard-00001-of-00002.safetensors"));
+  const auto moments0 = checkpoint0.tensors("optimizer"), moments1 = checkpoint1.tensors("optimizer");
+  ASSERT_EQ(moments0.size(), moments1.size());
+  for (size_t i = 0; i < moments0.size(); ++i) {
+    const auto& [name, x] = moments0[i];
+    const auto& y = moments1[i].second;
+    ASSERT_EQ(name, moments1[i].first);
+    ASSERT_EQ(x.sizes(), y.sizes()) << name;
+    EXPECT_TRUE(torch::allclose(x, y, 1e-3, 1e-9)) << name << ": " << (x - y).abs().max().item<double>();
+    EXPECT_GT(y.abs().max().item<double>(), 0.0) << name;  // every part was written, none left zero
   }
 }
 
-// A checkpoint written by 2 ranks with ZeRO-1 holds full, unsharded moments: 1 rank (with
+// A checkpoint written by 2 ranks with ZeRO-1 (each rank its own part): 1 rank (with
 // either stage) and 2 ranks without sharding continue from it to the losses of the 2-rank
 // ZeRO-1 run (up to the summation order of 1 rank vs 2, as OneRankWithAccumulationMatchesTwoRanks,
 // and of the gradient norm, ZeroStage1MatchesZeroStage0OnTwoRanks); 2 ranks with ZeRO-1 to
@@ -219,7 +224,7 @@ TEST(QtrainTraining, ZeroStage1CheckpointResumesWithOtherRankCountsAndStages) {
                                                   {"two_zero1", 2, 1}});
 }
 
-// resume: auto after the newest checkpoints were damaged (step 8's weights truncated, step
+// resume: auto after the newest checkpoints were damaged (step 8's rank-1 shard truncated, step
 // 6's manifest lost): the run says what it skipped, continues from step 4, the newest that
 // verifies, to the very losses of the undamaged run, and writes steps 6 and 8 anew over the
 // damaged folders.
@@ -230,7 +235,7 @@ TEST(QtrainTraining, ResumeAutoSkipsDamagedCheckpoints) {
   ASSERT_EQ(first.status, 0) << first.err;
   const auto reference = testing::step_records(dir / "run");
   const auto ck = dir / "run/checkpoints";
-  fs::resize_file(ck / "step_00000008/model.safetensors", 1000);
+  fs::resize_file(ck / "step_00000008/shard-00001-of-00002.safetensors", 1000);
   fs::remove(ck / "step_00000006/manifest.json");
   const auto again = run_tool(dir, "qtrain", kConfig + run + "--set checkpoint.resume=auto", testing::mpirun(2));
   ASSERT_EQ(again.status, 0) << again.err;

@@ -3,7 +3,8 @@
 // the same per-step losses and gradient norms over 16 steps at 1, 2 and 4 ranks, with and
 // without activation checkpointing and with the teacher sharded too; QAT (w4a16 group-wise
 // weights, w8a8 with static activation scales, an fp8 KV cache) trains and exports the same
-// numbers; a stage-3 checkpoint resumes on other rank counts and stages.
+// numbers, the stage-3 export streamed layer by layer into sharded files; a stage-3
+// checkpoint resumes on other rank counts and stages.
 // Tolerance: stage 2 and 3 add each micro-batch's gradients into the owned segments after
 // its reduce-scatter instead of summing them in one buffer first, and the norm is summed
 // over the ranks' segments (as ZeRO-1's): differences in the last bits of fp32, which 16
@@ -14,7 +15,9 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "model/hf_checkpoint.h"
 #include "tests/test_util.h"
 #include "tests/trainer/checkpoint_resume.h"
 
@@ -85,7 +88,9 @@ TEST_P(QtrainZeroQuantized, Stage3TrainsAndExportsAsStage0) {
   std::map<std::string, std::map<int64_t, nlohmann::json>> steps;
   for (const std::string stage : {"0", "3"}) {
     const auto out = dir / ("zero" + stage);
-    const auto r = run_tool(dir, "qtrain", kConfig + quant + "--set parallel.zero_stage=" + stage +
+    // Stage 3 streams its export layer by layer into 20 KiB shards.
+    const std::string shards = stage == "3" ? "--set run.export_shard_mb=0.02 " : "";
+    const auto r = run_tool(dir, "qtrain", kConfig + quant + shards + "--set parallel.zero_stage=" + stage +
                                                " --set run.output_dir=" + out.string(),
                             testing::mpirun(2));
     ASSERT_EQ(r.status, 0) << r.err;
@@ -96,12 +101,31 @@ TEST_P(QtrainZeroQuantized, Stage3TrainsAndExportsAsStage0) {
   }
   expect_same_steps(steps["0"], steps["3"], 8, "w4a16 + w8a8 static + fp8 KV cache, " + GetParam() + ", stage 3");
   EXPECT_NEAR(exported["3"], exported["0"], 1e-6 * exported["0"]);
+  // The same tensors, in one file at stage 0 and in shards with an index at stage 3.
+  EXPECT_TRUE(fs::exists(dir / "zero0/export/model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "zero3/export/model.safetensors"));
+  const auto index = nlohmann::json::parse(testing::read_text(dir / "zero3/export/model.safetensors.index.json"));
+  std::set<std::string> files;
+  for (const auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+  EXPECT_GT(files.size(), 2u);
+  const auto unsharded = model::HFCheckpoint::open((dir / "zero0/export").string());
+  const auto sharded = model::HFCheckpoint::open((dir / "zero3/export").string());
+  ASSERT_EQ(unsharded.tensor_names(), sharded.tensor_names());
+  for (const auto& name : unsharded.tensor_names()) {
+    const auto x = unsharded.tensor(name), y = sharded.tensor(name);
+    ASSERT_EQ(x.sizes(), y.sizes()) << name;
+    ASSERT_EQ(x.scalar_type(), y.scalar_type()) << name;
+    if (x.is_floating_point())
+      EXPECT_TRUE(torch::allclose(x.to(torch::kFloat32), y.to(torch::kFloat32), 1e-2, 1e-6)) << name;
+    else
+      EXPECT_LE((x.to(torch::kInt64) - y.to(torch::kInt64)).abs().max().item<int64_t>(), 1) << name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Methods, QtrainZeroQuantized, ::testing::Values("rtn", "gptq", "smoothquant"));
 
-// A checkpoint written by 2 ranks at stage 3 (the moments gathered to full tensors, the
-// weights too) resumes on 1 rank at stage 0, on 4 ranks at stage 2, and on 2 ranks at
+// A checkpoint written by 2 ranks at stage 3 (each rank its own segments of the fp32 masters
+// and moments, in its own shard file) resumes on 1 rank at stage 0, on 4 ranks at stage 2, and on 2 ranks at
 // stage 3, where each rank reads back its own segments: the very same losses there, and
 // elsewhere those of the 2-rank run up to the summation order of another rank count.
 TEST(QtrainZero, Stage3CheckpointResumesWithOtherRankCountsAndStages) {
