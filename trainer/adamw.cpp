@@ -67,7 +67,7 @@ void AdamW::mask_state(const std::string& name, const torch::Tensor& keep) {
   const auto flat_keep = keep.expand(entry->param.sizes()).reshape({-1});  // masks broadcast over rows or columns
   for (const auto& piece : pieces_) {
     if (flat_.entries()[piece.entry].name != name) continue;
-    const auto part = flat_keep.narrow(0, piece.param_begin, piece.length);
+    const auto part = flat_keep.narrow(0, piece.param_begin, piece.length).to(exp_avg_.device());
     exp_avg_.narrow(0, piece.state_offset, piece.length).mul_(part);
     exp_avg_sq_.narrow(0, piece.state_offset, piece.length).mul_(part);
   }

@@ -68,6 +68,13 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
     e.grads_bytes = e.zero_stage >= 2 ? 4.0 * p / n + 2.0 * bucket : 4.0 * p;  // + two staging buckets
     e.optimizer_bytes = 8.0 * p / n;
     e.weights_grads_optimizer_bytes = e.weights_bytes + e.grads_bytes + e.optimizer_bytes;
+    // ZeRO-Offload: the shards live in host memory; the device keeps the staging buckets.
+    e.offloaded = job.parallel.offload_optimizer && e.zero_stage >= 3 && on_gpu;
+    double device_state = e.weights_grads_optimizer_bytes;
+    if (e.offloaded) {
+      e.host_bytes = e.weights_grads_optimizer_bytes - 2.0 * bucket;
+      device_state = 2.0 * bucket;
+    }
     const bool checkpointed = job.training.activation_checkpointing;
     if (e.zero_stage >= 3) {
       // The root unit (embeddings, final norm, lm_head) for the step, two decoder layers at
@@ -100,7 +107,7 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
                                    ? std::min(tokens, static_cast<double>(job.distill.loss_chunk_tokens))
                                    : tokens;
     e.logits_bytes = kLossBytesPerLogit * loss_tokens * student.vocab_size;
-    e.total_bytes = e.weights_grads_optimizer_bytes + e.gathered_bytes + e.autocast_copies_bytes + e.fake_quant_bytes +
+    e.total_bytes = device_state + e.gathered_bytes + e.autocast_copies_bytes + e.fake_quant_bytes +
                     e.teacher_bytes + e.activation_bytes + e.logits_bytes;
     e.tokens_per_step = static_cast<double>(job.data.global_batch_size * job.data.seq_len);
     e.flops_per_step = e.tokens_per_step * model::distill_flops_per_token(student, teacher.get(), job.data.seq_len);
@@ -125,6 +132,11 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
                 e.student_parameters / 1e9, gb(e.weights_bytes).c_str(), gb(e.grads_bytes).c_str(),
                 gb(e.optimizer_bytes).c_str(), gb(e.weights_grads_optimizer_bytes).c_str(), sharding.c_str());
   out += line;
+  if (e.offloaded) {
+    std::snprintf(line, sizeof(line), "#   offloaded to host memory: %s of those (parallel.offload_optimizer); the GPU keeps two staging buckets\n",
+                  gb(e.host_bytes).c_str());
+    out += line;
+  }
   if (e.gathered_bytes > 0) {
     std::snprintf(line, sizeof(line), "#   gathered units (root + 2 decoder layers) %s%s\n", gb(e.gathered_bytes).c_str(),
                   e.fake_quant_bytes > 0 ? (", fake-quantized weights kept for backward " + gb(e.fake_quant_bytes)).c_str() : "");
@@ -139,8 +151,9 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
                   gb(e.teacher_bytes).c_str(), e.teacher_sharded ? " (sharded, gathered layer by layer)" : "");
     out += line;
   }
-  std::snprintf(line, sizeof(line), "#   activations %s, loss over the vocabulary %s\n#   total about %s\n",
-                gb(e.activation_bytes).c_str(), gb(e.logits_bytes).c_str(), gb(e.total_bytes).c_str());
+  std::snprintf(line, sizeof(line), "#   activations %s, loss over the vocabulary %s\n#   total about %s%s\n",
+                gb(e.activation_bytes).c_str(), gb(e.logits_bytes).c_str(), gb(e.total_bytes).c_str(),
+                e.offloaded ? (" on the GPU, plus " + gb(e.host_bytes) + " of host memory").c_str() : "");
   out += line;
   if (on_gpu) {
     const double seconds = e.flops_per_step / (kGpuPeak * kAssumedMfu * ranks);

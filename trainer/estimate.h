@@ -16,7 +16,9 @@ struct JobEstimate {
   double weights_bytes = 0;                  // fp32 master weights (stage 3: / ranks)
   double grads_bytes = 0;                    // fp32 gradients (stages 2, 3: / ranks, plus staging buckets)
   double optimizer_bytes = 0;                // AdamW moments (stages 1-3: / ranks)
-  double weights_grads_optimizer_bytes = 0;  // the three above
+  double weights_grads_optimizer_bytes = 0;  // the three above (on the device unless offloaded)
+  bool offloaded = false;                    // parallel.offload_optimizer: those three in host memory
+  double host_bytes = 0;                     // host memory they take per rank when offloaded
   double gathered_bytes = 0;                 // stage 3: the root unit and two decoder layers gathered at once
   double autocast_copies_bytes = 0;          // bf16 copies of the weights kept for backward (GPU, stages 0-2)
   double fake_quant_bytes = 0;               // fake-quantized weights kept for backward (stage 3 with quant.rules)
@@ -24,7 +26,7 @@ struct JobEstimate {
   bool teacher_sharded = false;
   double activation_bytes = 0;               // student activations kept for backward
   double logits_bytes = 0;                   // the loss temporaries over the vocabulary (one chunk of tokens)
-  double total_bytes = 0;
+  double total_bytes = 0;                    // device memory (host memory on the CPU)
   double tokens_per_step = 0;                // all ranks
   double flops_per_step = 0;                 // all ranks
   std::string problem;                       // why no estimate could be made ("" if it could)

@@ -32,6 +32,7 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
   QT_REQUIRE(shards >= 1 && options_.rank >= 0 && options_.rank < shards, "rank outside the shards");
   QT_REQUIRE(options_.zero_stage >= 0 && options_.zero_stage <= 3, "ZeRO stage outside 0..3");
   const auto tensor_options = params.front().second.options().requires_grad(false);
+  device_ = tensor_options.device();
   // Buckets: consecutive entries until `bucket_bytes` is reached (or, at stage 3, the unit
   // changes); each bucket's length is a multiple of kAlign * shards.
   const int64_t bucket_elements = std::max<int64_t>(1, options_.bucket_bytes / 4);
@@ -70,8 +71,11 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
     owned += b.segment() / shards;
   }
   torch::NoGradGuard no_grad;
+  QT_REQUIRE(!options_.offload || owns_values_only(), "offload needs ZeRO stage 3");
+  const auto stored_options = options_.offload ? tensor_options.device(torch::kCPU).pinned_memory(device_.is_cuda())
+                                               : tensor_options;
   if (owns_values_only()) {
-    values_ = torch::zeros({owned}, tensor_options);
+    values_ = torch::zeros({owned}, stored_options);
     for (const auto& e : entries_) {
       const auto piece = *owned_piece(e.name);
       if (piece.length > 0)
@@ -85,7 +89,7 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
       e.param.set_(values_.storage(), e.offset, e.param.sizes(), e.param.contiguous().strides());
     }
   }
-  if (options_.with_grads) grads_ = torch::zeros({owns_grads_only() ? owned : total}, tensor_options);
+  if (options_.with_grads) grads_ = torch::zeros({owns_grads_only() ? owned : total}, owns_values_only() ? stored_options : tensor_options);
   bind_grads();
 }
 

@@ -60,6 +60,9 @@ struct FlatOptions {
   // Stage 3: which unit a parameter belongs to; buckets start anew where it changes.
   std::function<int(const std::string&)> unit_of;
   bool with_grads = true;           // false: frozen parameters (a sharded teacher)
+  // Stage 3: the owned storage (values and gradients, and so the AdamW moments) in host
+  // memory, pinned where the parameters are on a GPU (ZeRO-Offload).
+  bool offload = false;
 };
 
 class FlatParameters {
@@ -80,6 +83,10 @@ class FlatParameters {
   int shards() const { return options_.shards; }
   int rank() const { return options_.rank; }
   int zero_stage() const { return options_.zero_stage; }
+  // Where the parameters (and the gathered units) live, and where the stored buffers do:
+  // the host with offload, else the same device.
+  torch::Device device() const { return device_; }
+  torch::Device storage_device() const { return values_.device(); }
   bool owns_values_only() const { return options_.zero_stage >= 3; }
   bool owns_grads_only() const { return options_.zero_stage >= 2; }
   // What rank `rank` updates: segment `rank` of every bucket, in bucket order, adjacent
@@ -108,6 +115,7 @@ class FlatParameters {
   std::vector<int64_t> owned_begin_;  // per bucket: where its owned segment starts in owned storage
   std::map<std::string, std::pair<size_t, size_t>> by_name_;  // name -> entry, bucket
   int64_t total_ = 0;
+  torch::Device device_ = torch::kCPU;
   torch::Tensor values_, grads_;
 };
 

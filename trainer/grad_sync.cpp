@@ -77,7 +77,7 @@ void GradSync::launch(size_t index) {
     return;
   }
   torch::NoGradGuard no_grad;
-  auto staging = torch::zeros({b.segment()}, flat_.grads().options());
+  auto staging = torch::zeros({b.segment()}, flat_.grads().options().device(flat_.device()));
   for (size_t i : b.entries) {
     auto param = flat_.entries()[i].param;
     auto& grad = param.mutable_grad();
@@ -95,8 +95,9 @@ void GradSync::fold() {
   torch::NoGradGuard no_grad;
   for (const auto& [index, staging] : staged_) {
     const auto segment = flat_.owned_segment(index);
+    // With offload the owned gradients are in host memory: the segment comes over first.
     flat_.grads_at(segment.begin, segment.size())
-        .add_(staging.narrow(0, segment.begin - flat_.buckets()[index].begin, segment.size()));
+        .add_(staging.narrow(0, segment.begin - flat_.buckets()[index].begin, segment.size()).to(flat_.storage_device()));
   }
   staged_.clear();
 }

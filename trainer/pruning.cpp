@@ -173,7 +173,10 @@ void mask_owned(const std::vector<prune::MaskedTensor>& masked, FlatParameters& 
     const auto piece = flat.owned_piece(m.name);
     QT_REQUIRE(piece, "pruned tensor " + m.name + " is not trainable");
     if (piece->length == 0) continue;
-    const auto keep = m.keep.expand(m.tensor.sizes()).reshape({-1}).narrow(0, piece->param_begin, piece->length);
+    const auto keep = m.keep.expand(m.tensor.sizes())
+                          .reshape({-1})
+                          .narrow(0, piece->param_begin, piece->length)
+                          .to(flat.storage_device());  // host memory with offload
     (gradients ? flat.grads_at(piece->flat_begin, piece->length) : flat.values_at(piece->flat_begin, piece->length))
         .mul_(keep);
   }

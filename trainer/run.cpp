@@ -272,6 +272,10 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
 
   // Parameters, communication, optimizer.
   const int stage = static_cast<int>(job.parallel.zero_stage);
+  if (job.parallel.offload_optimizer && stage < 3)
+    throw Error("parallel.offload_optimizer moves each rank's shard of the weights, gradients and moments to host memory")
+        .key("parallel.offload_optimizer")
+        .expected("false, or parallel.zero_stage 3");
   if (stage >= 3 && !device.is_cuda() && compute_dtype != torch::kFloat32)
     throw Error("ZeRO-3 on the CPU gathers in model.dtype, which MPI's collectives here take only as fp32")
         .key("model.dtype")
@@ -291,6 +295,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   flat_options.rank = stage >= 1 ? dist::rank() : 0;
   flat_options.zero_stage = stage;
   flat_options.unit_of = sharding_unit;
+  flat_options.offload = job.parallel.offload_optimizer;
   FlatParameters flat(trainable, flat_options);
   if (stage < 3) collective->broadcast(flat.values(), 0);
   Shards shards;
@@ -300,6 +305,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     if (teacher && job.parallel.shard_teacher) {
       auto teacher_options = flat_options;
       teacher_options.with_grads = false;
+      teacher_options.offload = false;  // its shard stays on the device: gathered twice a step
       shards.teacher_flat = std::make_unique<FlatParameters>(named(*teacher), teacher_options);
       shards.teacher = std::make_unique<ShardedModel>(*teacher, *shards.teacher_flat, *collective,
                                                       shards.teacher_flat->values().scalar_type(), false);

@@ -132,7 +132,7 @@ ShardedModel::ShardedModel(model::CausalLMImpl& model, FlatParameters& flat, Col
     QT_REQUIRE(bucket.unit == kRootUnit || (bucket.unit >= 0 && bucket.unit < layers()),
                "a bucket of an unknown unit");
     unit(bucket.unit).buckets.push_back(b);
-    auto buffer = torch::empty({bucket.segment()}, flat.values().options().dtype(gather_dtype));
+    auto buffer = torch::empty({bucket.segment()}, flat.values().options().device(flat.device()).dtype(gather_dtype));
     for (size_t i : bucket.entries) {
       const auto& e = flat.entries()[i];
       auto param = e.param;  // the module's parameter object: its storage becomes the buffer's

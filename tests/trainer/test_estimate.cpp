@@ -126,6 +126,33 @@ TEST(Estimate, Llama3_8BStudentAndTeacherFit40GBPerRankAtStage3) {
   EXPECT_LT(three.total_bytes, 40e9) << describe_estimate(three, 8, true);
 }
 
+// A Llama-3-70B student and teacher on 16 ranks (two nodes of 8), seq 2048, micro-batch 1:
+// at ZeRO-3 with checkpointing the fp32 shards alone are 70 GB; with them offloaded to host
+// memory (parallel.offload_optimizer) the GPU keeps the gathered units, the teacher's shard,
+// the activations and the loss, under 75 GB per rank.
+TEST(Estimate, Llama3_70BStudentAndTeacherFit75GBPerRankWithOffload) {
+  const auto dir = testing::scratch_dir();
+  auto job = copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+    "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
+    "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "tie_word_embeddings": false,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192})", 1, 16);
+  job.quant.rules = {"lm_head=none", "re:.*=w4a16-g128"};
+  job.parallel.zero_stage = 3;
+  job.training.activation_checkpointing = true;
+  const JobEstimate resident = estimate_job(job, 16, true);
+  EXPECT_NEAR(resident.student_parameters, 70.55e9, 0.05e9);
+  EXPECT_GT(resident.total_bytes, 100e9);
+  EXPECT_FALSE(resident.offloaded);
+  job.parallel.offload_optimizer = true;
+  const JobEstimate offloaded = estimate_job(job, 16, true);
+  EXPECT_TRUE(offloaded.offloaded);
+  EXPECT_LT(offloaded.total_bytes, 75e9) << describe_estimate(offloaded, 16, true);
+  EXPECT_NEAR(offloaded.host_bytes + 2.0 * (25 << 20), resident.weights_grads_optimizer_bytes, 1.0);
+  EXPECT_DOUBLE_EQ(resident.total_bytes - offloaded.total_bytes, offloaded.host_bytes);
+  EXPECT_NE(describe_estimate(offloaded, 16, true).find("of host memory"), std::string::npos);
+  EXPECT_FALSE(estimate_job(job, 16, false).offloaded);  // on the CPU, host memory is all there is
+}
+
 TEST(Estimate, SaysWhyItCannotEstimate) {
   config::JobConfig job;
   job.model.teacher = "/nonexistent/teacher";

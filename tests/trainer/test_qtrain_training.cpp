@@ -316,6 +316,10 @@ TEST(QtrainTraining, BadSetupsExitWithStatus2) {
   const auto ranks = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "r").string(), testing::mpirun(3));
   EXPECT_EQ(ranks.status, 2);
   EXPECT_NE(ranks.err.find("not a multiple of micro_batch_size x ranks"), std::string::npos) << ranks.err;
+  const auto offload = run_tool(dir, "qtrain", kConfig + "--set run.output_dir=" + (dir / "o").string() +
+                                                   " --set parallel.offload_optimizer=true --set parallel.zero_stage=1");
+  EXPECT_EQ(offload.status, 2);
+  EXPECT_NE(offload.err.find("key 'parallel.offload_optimizer'"), std::string::npos) << offload.err;
 }
 
 // checkpoint.enabled false (benchmarks): no checkpoint is written, not even the last, and the

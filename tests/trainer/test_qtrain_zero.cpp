@@ -63,6 +63,7 @@ TEST_P(QtrainZeroRanks, Stages2And3MatchStage0) {
       {"zero3", "--set parallel.zero_stage=3"},
       {"zero3_checkpointed", "--set parallel.zero_stage=3 --set training.activation_checkpointing=true"},
       {"zero3_full_teacher", "--set parallel.zero_stage=3 --set parallel.shard_teacher=false"},
+      {"zero3_offload", "--set parallel.zero_stage=3 --set parallel.offload_optimizer=true"},
       {"zero0_checkpointed", "--set training.activation_checkpointing=true"}};
   for (const auto& [name, extra] : variants) {
     if (ranks != 2 && name != "zero2" && name != "zero3") continue;  // the variants once, at 2 ranks
