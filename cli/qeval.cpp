@@ -18,6 +18,7 @@
 #include "common/cli_main.h"
 #include "common/device.h"
 #include "common/dist.h"
+#include "common/kernels.h"
 #include "data/token_file.h"
 #include "data/tokenizer_match.h"
 #include "data/tokenizer.h"
@@ -205,12 +206,15 @@ int run(int argc, char** argv) {
   if (!options) return 0;
   const auto device = qtrain::resolve_device(options->device);
   const auto dtype = qtrain::resolve_dtype(options->dtype, device);
+  const auto kernels = qtrain::check_kernel_switches();
   std::optional<qtrain::data::TokenFile> tokens;
   if (!options->data.empty()) {
     tokens = qtrain::data::TokenFile::open(options->data);
     check_tokenizer(options->model, *tokens);
   }
   auto model = qtrain::quant::load_for_eval(options->model, {device, dtype});
+  if (!options->json && qtrain::dist::is_main())
+    std::fprintf(stderr, "qeval: %s\n", qtrain::describe_kernel_switches(kernels).c_str());
 
   nlohmann::json j = {{"model", options->model}};
   if (tokens) {
@@ -230,7 +234,7 @@ int run(int argc, char** argv) {
   }
   if (!options->tasks.empty()) j["tasks"] = run_tasks(*model, *options);
   if (!options->prompt.empty() || !options->prompt_ids.empty()) j["generation"] = run_generation(*model, *options);
-  j.update({{"device", qtrain::describe(device, dtype)}, {"ranks", qtrain::dist::world_size()}});
+  j.update({{"device", qtrain::describe(device, dtype)}, {"ranks", qtrain::dist::world_size()}, {"kernels", kernels}});
   if (options->json && qtrain::dist::is_main()) std::printf("%s\n", j.dump().c_str());
   return 0;
 }

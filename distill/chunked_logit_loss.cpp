@@ -4,10 +4,9 @@
 #include "distill/chunked_logit_loss.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "common/compat.h"
+#include "common/kernels.h"
 #if QTRAIN_WITH_CUDA
 #include "distill/cuda/fused_logit_loss.h"
 #endif
@@ -68,11 +67,7 @@ torch::Tensor ce_chunk(const torch::Tensor& logits, const torch::Tensor& labels,
 // QTRAIN_LOSS_KERNEL=torch selects the LibTorch form above (benchmarks, tests).
 bool fused_kernel(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits) {
 #if QTRAIN_WITH_CUDA
-  static const bool allowed = [] {
-    const char* kernel = std::getenv("QTRAIN_LOSS_KERNEL");
-    return kernel == nullptr || std::strcmp(kernel, "torch") != 0;
-  }();
-  return allowed && cuda::fused_logit_loss_applies(student_logits, teacher_logits);
+  return fused_kernels_allowed(KernelFamily::loss) && cuda::fused_logit_loss_applies(student_logits, teacher_logits);
 #else
   (void)student_logits;
   (void)teacher_logits;

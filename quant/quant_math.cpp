@@ -2,11 +2,10 @@
 #include "quant/quant_math.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/kernels.h"
 #if QTRAIN_WITH_CUDA
 #include "quant/cuda/fused_fake_quant.h"
 #endif
@@ -126,13 +125,7 @@ torch::Tensor fake_quantize_unfused(const torch::Tensor& x, const QParams& qp, c
   return out.reshape(x.sizes()).to(x.scalar_type());
 }
 
-bool fused_fake_quant_allowed() {
-  static const bool allowed = [] {
-    const char* kernel = std::getenv("QTRAIN_FAKE_QUANT_KERNEL");
-    return kernel == nullptr || std::strcmp(kernel, "torch") != 0;
-  }();
-  return allowed;
-}
+bool fused_fake_quant_allowed() { return fused_kernels_allowed(KernelFamily::fake_quant); }
 
 namespace {
 

@@ -127,6 +127,11 @@ void RunResults::exported(const std::string& dir, const std::vector<quant::Layer
   write();
 }
 
+void RunResults::kernels(const nlohmann::json& choices) {
+  results_["kernels"] = choices;
+  write();
+}
+
 void RunResults::write() const {
   if (!dist::is_main()) return;
   fs::create_directories(job_.run.output_dir);

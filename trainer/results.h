@@ -33,6 +33,8 @@ class RunResults {
   // Rank 0, after writing the export folder `dir`: the folder's size and bits per weight, and
   // the per-layer quantization error of the student's fake-quant weights (quant_error.h).
   void exported(const std::string& dir, const std::vector<quant::LayerQuantError>& errors);
+  // The kernel switches in effect (common/kernels.h), as "kernels".
+  void kernels(const nlohmann::json& choices);
 
  private:
   void write() const;

@@ -10,6 +10,7 @@
 #include "common/device.h"
 #include "common/dist.h"
 #include "common/error.h"
+#include "common/kernels.h"
 #include "common/memory.h"
 #include "common/progress.h"
 #include "data/token_file.h"
@@ -254,6 +255,8 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
 int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
   install_stop_handlers();
   const bool main_rank = dist::is_main();
+  const auto kernels = check_kernel_switches();  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
+  if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
   check_token_files_tokenizer(job);
   const auto device = resolve_device(job.model.device);
   const auto compute_dtype = resolve_dtype(job.model.dtype, device);
@@ -321,6 +324,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
 
   // Resume.
   RunResults results(job);
+  results.kernels(kernels);
   CheckpointManager checkpoints(job.run.output_dir, job.checkpoint.keep_last);
   TrainingState state;
   if (const auto from = resume_point(job.checkpoint, checkpoints)) {

@@ -5,9 +5,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
-#include <cstdlib>
-#include <cstring>
 
+#include "common/kernels.h"
 #include "model/cuda/kernels.h"
 
 namespace qtrain::model::cuda {
@@ -129,13 +128,7 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
 
 }  // namespace
 
-bool fused_layers_allowed() {
-  static const bool allowed = [] {
-    const char* kernel = std::getenv("QTRAIN_MODEL_KERNELS");
-    return kernel == nullptr || std::strcmp(kernel, "torch") != 0;
-  }();
-  return allowed;
-}
+bool fused_layers_allowed() { return fused_kernels_allowed(KernelFamily::model_layers); }
 
 bool fused_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& weight) {
   return x.is_cuda() && weight.is_cuda() && x.dim() >= 1 && weight.dim() == 1 && x.size(-1) == weight.size(0) &&
