@@ -14,6 +14,7 @@
 #include "quant/compressed_tensors.h"
 #include "quant/fp8.h"
 #include "quant/kv_cache_quant.h"
+#include "quant/model_state.h"
 #include "quant/pack_quantized.h"
 #include "quant/quant_math.h"
 #include "quant/quantized_model.h"
@@ -176,7 +177,7 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
         tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->value_scale.detach().reshape({1}).to(torch::kFloat32));
       }
       for (const auto& [name, tensor] : state) {
-        if (unit_of(name) != unit || done.count(name) || name.find(".quant.") != std::string::npos) continue;
+        if (unit_of(name) != unit || done.count(name) || is_quantizer_state(name)) continue;
         tensors.emplace_back(name, tensor.is_floating_point() ? tensor.detach().to(options.dtype) : tensor.detach());
       }
       for (auto& [name, tensor] : tensors) {

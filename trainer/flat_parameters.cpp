@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "quant/model_state.h"
 
 namespace qtrain::trainer {
 
@@ -18,7 +19,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }  // namespace
 
 bool is_decayed(const std::string& name) {
-  return !ends_with(name, "norm.weight") && !ends_with(name, "bias") && name.find(".quant.") == std::string::npos;
+  return !ends_with(name, "norm.weight") && !ends_with(name, "bias") && !quant::is_quantizer_state(name);
 }
 
 FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,

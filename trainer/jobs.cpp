@@ -15,6 +15,7 @@
 #include "model/hf_checkpoint.h"
 #include "quant/export.h"
 #include "quant/load_compressed.h"
+#include "quant/model_state.h"
 #include "quant/ptq.h"
 #include "quant/quantized_model.h"
 #include "trainer/checkpoint.h"
@@ -77,10 +78,8 @@ int run_export(const ExportJob& job) {
   const bool quantized = attach_quantization(loaded.job.quant, *student);
   // A pruned run exports without its pruned structure (docs/pruning.md), quantized or not.
   auto pruning = StudentPruning::attach(loaded.job, student, torch::kFloat32);
-  model::NamedTensors weights;
-  for (auto& item : student->named_parameters())
-    if (item.key().find(".quant.") == std::string::npos) weights.emplace_back(item.key(), item.value());
-  ck.restore("model", weights);
+  const auto student_state = quant::split_state(*student);
+  ck.restore("model", student_state.weights);
   std::string tokenizer = job.tokenizer;
   if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
   if (!quantized && !pruning) {  // plain distillation: the student as a Hugging Face folder
@@ -93,7 +92,7 @@ int run_export(const ExportJob& job) {
     return 0;
   }
   if (quantized) {
-    ck.restore("quant", quantization_state(*student));
+    ck.restore("quant", student_state.quantizer);
     refresh_quantization(*student);
   }
   if (pruning) {

@@ -63,16 +63,6 @@ void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& 
   quant::calibrate_activations(student, run_batches);
 }
 
-model::NamedTensors quantization_state(model::CausalLMImpl& student) {
-  model::NamedTensors out;
-  for (auto& item : student.named_parameters())
-    if (item.key().find(".quant.") != std::string::npos) out.emplace_back(item.key(), item.value());
-  for (auto& item : student.named_buffers())
-    if (item.key().find(".quant.") != std::string::npos || item.key().find(".kv_cache.") != std::string::npos)
-      out.emplace_back(item.key(), item.value());
-  return out;
-}
-
 void refresh_quantization(model::CausalLMImpl& student) {
   for (auto& [name, layer] : quant::fake_quant_layers(student)) layer->refresh_from_buffers();
 }

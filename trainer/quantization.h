@@ -19,9 +19,7 @@ bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl&
 void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
                              torch::ScalarType compute_dtype);
 
-// The fake-quant state (scales, zero points, flags, learned scales) by name, for checkpoints;
-// after restoring it, call refresh_quantization.
-model::NamedTensors quantization_state(model::CausalLMImpl& student);
+// After restoring the quantizer state (quant::split_state(...).quantizer) from a checkpoint.
 void refresh_quantization(model::CausalLMImpl& student);
 
 // The first `count` sequences of `seq_len` tokens of a token file, this rank's share

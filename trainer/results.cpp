@@ -9,6 +9,7 @@
 #include "data/token_file.h"
 #include "eval/perplexity.h"
 #include "quant/export_size.h"
+#include "quant/model_state.h"
 #include "quant/quant_error.h"
 #include "quant/quantized_model.h"
 
@@ -23,8 +24,7 @@ constexpr int kResultsVersion = 1;
 
 int64_t parameter_count(model::CausalLMImpl& model) {
   int64_t n = 0;
-  for (const auto& item : model.named_parameters())
-    if (item.key().find(".quant.") == std::string::npos) n += item.value().numel();
+  for (const auto& [name, weight] : quant::split_state(model).weights) n += weight.numel();
   return n;
 }
 

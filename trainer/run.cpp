@@ -21,6 +21,7 @@
 #include "model/hf_checkpoint.h"
 #include "quant/export.h"
 #include "quant/load_compressed.h"
+#include "quant/model_state.h"
 #include "quant/quant_error.h"
 #include "trainer/checkpoint.h"
 #include "trainer/fault_injection.h"
@@ -49,13 +50,6 @@ NamedTensors named(torch::nn::Module& module, const std::string& prefix = "") {
   return out;
 }
 
-// The student's own weights under their Hugging Face names (not the fake-quant state).
-NamedTensors hf_weights(model::CausalLMImpl& student) {
-  NamedTensors out;
-  for (auto& item : student.named_parameters())
-    if (item.key().find(".quant.") == std::string::npos) out.emplace_back(item.key(), item.value());
-  return out;
-}
 
 std::string tokenizer_source(const config::JobConfig& job) {
   if (!job.data.tokenizer.empty())
@@ -331,8 +325,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     // Each rank reads what its layout holds (ZeRO-3: its segments, straight into its master
     // shard), from whichever shards of the writer hold it.
     const auto ck = LoadedCheckpoint::open(*from, LoadedCheckpoint::Verify::on_read);
-    for (const auto& [section, targets] : {std::pair{"model", hf_weights(*student)}, std::pair{"extras", extras},
-                                           std::pair{"quant", quantization_state(*student)}})
+    const auto student_state = quant::split_state(*student);
+    for (const auto& [section, targets] : {std::pair{"model", student_state.weights}, std::pair{"extras", extras},
+                                           std::pair{"quant", student_state.quantizer}})
       ck.restore_slices(section, shards.student ? owned_slices(flat, targets, true) : whole(targets),
                         static_cast<int64_t>(targets.size()));
     refresh_quantization(*student);
@@ -355,14 +350,15 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     // Every rank writes what it owns: with ZeRO its segments of the fp32 masters and of the
     // moments; unsharded, rank 0 everything. Replicated tensors come from rank 0.
     const bool owner = flat.shards() > 1 || main_rank;
+    const auto student_state = quant::split_state(*student);
     auto part = [&](const NamedTensors& tensors) { return owner ? owned_slices(flat, tensors, main_rank) : TensorSlices{}; };
     CheckpointContents contents{student->config(),
                                 {{"state", state.to_json()}, {"world_size", dist::world_size()},
                                  {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}},
-                                {{"model", part(hf_weights(*student))},
+                                {{"model", part(student_state.weights)},
                                  {"optimizer", owner ? optimizer.state_slices() : TensorSlices{}},
                                  {"extras", part(extras)},
-                                 {"quant", part(quantization_state(*student))},
+                                 {"quant", part(student_state.quantizer)},
                                  {"prune", main_rank && pruning ? whole(pruning->state()) : TensorSlices{}}}};
     checkpoints.save(state.step, contents);
   };
