@@ -1,10 +1,9 @@
-// run_training: set-up from the config, then the loop (step, log, evaluate, checkpoint).
+// run_training, the algorithm top to bottom: build the session, resume or initialise, then
+// for each step train, log, evaluate and checkpoint at their cadences; at the end evaluate,
+// export and measure the export, and write the report.
 #include "trainer/run.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 
 #include "common/device.h"
@@ -15,7 +14,6 @@
 #include "common/progress.h"
 #include "data/token_file.h"
 #include "data/tokenizer_match.h"
-#include "eval/perplexity.h"
 #include "eval/report.h"
 #include "model/flops.h"
 #include "model/hf_checkpoint.h"
@@ -25,13 +23,10 @@
 #include "quant/quant_error.h"
 #include "trainer/checkpoint.h"
 #include "trainer/fault_injection.h"
-#include "trainer/lr_schedule.h"
 #include "trainer/metrics_logger.h"
-#include "trainer/models.h"
-#include "trainer/pruning.h"
 #include "trainer/quantization.h"
 #include "trainer/results.h"
-#include "trainer/sharded_model.h"
+#include "trainer/session.h"
 #include "trainer/step_profiler.h"
 #include "trainer/stop_signal.h"
 #include "trainer/train_step.h"
@@ -42,14 +37,8 @@ namespace qtrain::trainer {
 
 namespace {
 
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
-
-NamedTensors named(torch::nn::Module& module, const std::string& prefix = "") {
-  NamedTensors out;
-  for (auto& item : module.named_parameters()) out.emplace_back(prefix + item.key(), item.value());
-  return out;
-}
-
+namespace fs = std::filesystem;
+using NamedTensors = model::NamedTensors;
 
 std::string tokenizer_source(const config::JobConfig& job) {
   if (!job.data.tokenizer.empty())
@@ -58,18 +47,6 @@ std::string tokenizer_source(const config::JobConfig& job) {
   return job.model.teacher == "none" ? "" : job.model.teacher;
 }
 
-
-// Seeded normal initialisation, so that a run is reproducible from run.seed alone.
-void init_projections(torch::nn::Module& projections, double std, uint64_t seed) {
-  torch::NoGradGuard no_grad;
-  auto generator = at::detail::createCPUGenerator(seed);
-  for (auto& p : projections.parameters()) p.copy_(at::normal(0.0, std, p.sizes(), generator));
-}
-
-distill::DistillOptions distill_options(const config::DistillSection& d) {
-  return {d.alpha, d.beta, d.temperature, d.gamma, d.hidden_loss, d.student_layers, d.teacher_layers,
-          d.loss_chunk_tokens};
-}
 
 // Where a run starts: a checkpoint to resume from, or nothing.
 std::optional<std::string> resume_point(const config::CheckpointSection& c, const CheckpointManager& manager) {
@@ -109,68 +86,158 @@ void check_token_files_tokenizer(const config::JobConfig& job) {
     if (!file.empty()) data::check_tokenizer_fingerprint(data::TokenFile::open(file), *tokenizer);
 }
 
-double evaluate(model::CausalLMImpl& student, const config::JobConfig& job) {
-  return evaluate_validation(student, job).perplexity;
+// Restores the checkpoint that checkpoint.resume names (each rank what its layout holds, from
+// whichever shards of the writer hold it; ZeRO-3 straight into its master shard), or, for a
+// fresh run, initialises the quantization (PTQ, then activation calibration) and measures
+// the teacher and the starting student for the report.
+TrainingState resume_or_initialise(Session& s, const CheckpointManager& checkpoints, RunResults& results) {
+  TrainingState state;
+  const auto from = resume_point(s.job.checkpoint, checkpoints);
+  if (!from) {
+    if (s.quantized) {
+      const auto gathered = s.shards.whole_student(/*write_back=*/true);
+      initialize_quantization(s.job, *s.student, s.compute_dtype);
+    }
+    const auto gathered = s.shards.roots();
+    results.at_start(s.teacher ? s.teacher.get() : nullptr, *s.student);
+    return state;
+  }
+  const auto ck = LoadedCheckpoint::open(*from, LoadedCheckpoint::Verify::on_read);
+  const auto student_state = quant::split_state(*s.student);
+  for (const auto& [section, targets] : {std::pair{"model", student_state.weights}, std::pair{"extras", s.extras},
+                                         std::pair{"quant", student_state.quantizer}})
+    ck.restore_slices(section, s.shards.student ? owned_slices(*s.flat, targets, true) : whole(targets),
+                      static_cast<int64_t>(targets.size()));
+  refresh_quantization(*s.student);
+  ck.restore("prune", s.pruning ? s.pruning->state() : model::NamedTensors{});
+  if (s.pruning) s.pruning->restored(s.flat.get());
+  ck.restore_slices("optimizer", s.optimizer->state_slices(), s.optimizer->state_tensor_count());  // the owned part
+  state = TrainingState::from_json(ck.trainer_state().at("state"));
+  s.optimizer->set_steps(state.optimizer_steps);
+  if (dist::is_main()) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
+  return state;
 }
 
-// The compressed-tensors export of the trained student, and its integer perplexity next to
-// the fake-quant one (docs/quantization.md). With ZeRO-3 (`sharded`) every rank takes part,
-// gathering one decoder layer at a time, and rank 0 writes.
-void export_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, ShardedModel* sharded,
-                        double fake_quant_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
-  const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
-  quant::ExportOptions options;
-  options.tokenizer_source = tokenizer_source(job);
-  options.max_shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
-  options.write = dist::is_main();
-  if (sharded)
-    options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
-  if (sharded || dist::is_main()) {
-    const auto summary = quant::export_compressed_tensors(student, dir, options);
-    if (dist::is_main()) {
-      results.exported(dir, summary.errors);
-      std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
-                  (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
-                  static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
+// Checkpoints at their cadence: every checkpoint.every_steps, after the last step, and when
+// a stop signal was agreed on; every rank writes what it owns (trainer/checkpoint.h).
+class Checkpointer {
+ public:
+  Checkpointer(Session& s, std::string config_yaml)
+      : s_(s), config_yaml_(std::move(config_yaml)), manager_(s.job.run.output_dir, s.job.checkpoint.keep_last) {}
+  const CheckpointManager& manager() const { return manager_; }
+
+  bool due(int64_t step, bool signal) const {
+    const auto& c = s_.job.checkpoint;
+    return (c.every_steps > 0 && step % c.every_steps == 0) || step == s_.job.training.steps || signal;
+  }
+
+  void save(const TrainingState& state) {
+    if (!s_.job.checkpoint.enabled) return;
+    // With ZeRO each rank its segments of the fp32 masters and of the moments; unsharded,
+    // rank 0 everything. Replicated tensors come from rank 0.
+    const bool main = dist::is_main();
+    const bool owner = s_.flat->shards() > 1 || main;
+    const auto student_state = quant::split_state(*s_.student);
+    auto part = [&](const NamedTensors& tensors) { return owner ? owned_slices(*s_.flat, tensors, main) : TensorSlices{}; };
+    CheckpointContents contents{s_.student->config(),
+                                {{"state", state.to_json()}, {"world_size", dist::world_size()},
+                                 {"zero_stage", s_.job.parallel.zero_stage}, {"config_yaml", config_yaml_}},
+                                {{"model", part(student_state.weights)},
+                                 {"optimizer", owner ? s_.optimizer->state_slices() : TensorSlices{}},
+                                 {"extras", part(s_.extras)},
+                                 {"quant", part(student_state.quantizer)},
+                                 {"prune", main && s_.pruning ? whole(s_.pruning->state()) : TensorSlices{}}}};
+    manager_.save(state.step, contents);
+  }
+
+ private:
+  Session& s_;
+  std::string config_yaml_;
+  CheckpointManager manager_;
+};
+
+// Perplexity on data.validation (results.h: the eval section's windows) every
+// eval.every_steps, logged as "eval"; and once after the last step, recorded for the report.
+class Evaluator {
+ public:
+  Evaluator(Session& s, MetricsLogger* metrics) : s_(s), metrics_(metrics) {}
+  bool enabled() const { return !s_.job.data.validation.empty(); }
+  bool due(int64_t step) const { return enabled() && s_.job.eval.every_steps > 0 && step % s_.job.eval.every_steps == 0; }
+
+  void run(int64_t step) {
+    const auto gathered = s_.shards.roots();
+    const double ppl = evaluate_validation(*s_.student, s_.job).perplexity;
+    if (metrics_) metrics_->log(step, {{"perplexity", ppl}}, "eval");
+  }
+
+  double final(int64_t step, RunResults& results) {
+    const auto gathered = s_.shards.roots();
+    const double ppl = results.measure("student", *s_.student, step);
+    if (metrics_) metrics_->log(step, {{"perplexity", ppl}}, "eval");
+    if (dist::is_main())
+      std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)step, ppl,
+                  s_.job.data.validation.c_str());
+    return ppl;
+  }
+
+ private:
+  Session& s_;
+  MetricsLogger* metrics_;
+};
+
+// The export after the last step, and its perplexity next to the trained student's
+// (`student_ppl`, 0 without data.validation), which it should equal: the pruned checkpoint
+// without its pruned structure (quantized too with fake quantization; docs/pruning.md), else
+// the compressed-tensors checkpoint (docs/quantization.md), streamed layer by layer under
+// ZeRO-3 (every rank gathers, rank 0 writes). Nothing when the run exports nothing.
+void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
+  const auto& job = s.job;
+  const bool pruned = s.pruning && job.prune.export_at_end;
+  if (!pruned && !(s.quantized && job.quant.export_at_end)) return;
+  const auto dir = (fs::path(job.run.output_dir) / "export").string();
+  const auto shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
+  const bool main = dist::is_main();
+  bool integer = !pruned && s.quantized;  // pruned: rank 0's export says
+  if (pruned) {
+    const auto gathered = s.shards.whole_student(/*write_back=*/false);
+    if (main) {
+      const auto summary = export_pruned(*s.student, s.pruning->masks(), dir, tokenizer_source(job), shard_bytes);
+      results.exported(dir, quant::weight_quant_errors(*s.student));
+      integer = summary.quantized;
+      std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
+                  "%lld kv heads) to %s\n",
+                  summary.quantized ? ", quantized," : "", (long long)summary.parameters,
+                  (long long)summary.intermediate_size, (long long)summary.attention_heads, (long long)summary.kv_heads,
+                  dir.c_str());
+    }
+  } else {
+    quant::ExportOptions options;
+    options.tokenizer_source = tokenizer_source(job);
+    options.max_shard_bytes = shard_bytes;
+    options.write = main;
+    if (auto* sharded = s.shards.student.get())
+      options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
+    if (s.shards.student || main) {
+      const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
+      if (main) {
+        results.exported(dir, summary.errors);
+        std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
+                    (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
+                    static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
+      }
     }
   }
   dist::barrier();
   if (job.data.validation.empty()) return;
-  const auto device = student.model->embed_tokens->weight.device();
-  auto exported = quant::load_for_eval(dir, {device, resolve_dtype(job.model.dtype, device)});
+  integer = dist::allreduce_max(integer ? 1 : 0) > 0;
+  const model::LoadOptions load{s.device, s.compute_dtype};
+  auto exported = integer ? quant::load_for_eval(dir, load) : model::load_causal_lm(dir, load);
   const double ppl = results.measure("export", *exported, step);
   if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
-  if (dist::is_main())
-    std::printf("qtrain: perplexity on %s: fake-quant student %.4f, exported integer checkpoint %.4f (%+.3f%%)\n",
-                job.data.validation.c_str(), fake_quant_ppl, ppl, 100.0 * (ppl - fake_quant_ppl) / fake_quant_ppl);
-}
-
-// The pruned (and, with fake quantization, quantized) export of the trained student, and
-// its perplexity next to the masked student's, which it equals (docs/pruning.md).
-void export_pruned_and_compare(const config::JobConfig& job, model::CausalLMImpl& student, const StudentPruning& pruning,
-                               double masked_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
-  const auto dir = (std::filesystem::path(job.run.output_dir) / "export").string();
-  bool quantized = false;
-  if (dist::is_main()) {
-    const auto summary = export_pruned(student, pruning.masks(), dir, tokenizer_source(job), model::mib_to_bytes(job.run.export_shard_mb));
-    results.exported(dir, quant::weight_quant_errors(student));
-    quantized = summary.quantized;
-    std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
-                "%lld kv heads) to %s\n",
-                summary.quantized ? ", quantized," : "", (long long)summary.parameters, (long long)summary.intermediate_size,
-                (long long)summary.attention_heads, (long long)summary.kv_heads, dir.c_str());
-  }
-  dist::barrier();
-  if (job.data.validation.empty()) return;
-  quantized = dist::allreduce_max(quantized ? 1 : 0) > 0;
-  const auto device = student.model->embed_tokens->weight.device();
-  const model::LoadOptions options{device, resolve_dtype(job.model.dtype, device)};
-  auto exported = quantized ? quant::load_for_eval(dir, options) : model::load_causal_lm(dir, options);
-  const double ppl = results.measure("export", *exported, step);
-  if (metrics) metrics->log(step, {{"perplexity", ppl}}, "export");
-  if (dist::is_main())
-    std::printf("qtrain: perplexity on %s: masked student %.4f, exported pruned checkpoint %.4f (%+.3f%%)\n",
-                job.data.validation.c_str(), masked_ppl, ppl, 100.0 * (ppl - masked_ppl) / masked_ppl);
+  if (main)
+    std::printf("qtrain: perplexity on %s: %s student %.4f, exported %s checkpoint %.4f (%+.3f%%)\n",
+                job.data.validation.c_str(), pruned ? "masked" : "fake-quant", student_ppl,
+                pruned ? "pruned" : "integer", ppl, 100.0 * (ppl - student_ppl) / student_ppl);
 }
 
 // The run report (docs/report.md): its results table on stdout, then where the page is; a
@@ -185,54 +252,6 @@ void write_report(const std::string& output_dir) {
   }
 }
 
-// What this rank saves or restores of `targets`: the owned segments of the parameters that
-// live in `flat` (its fp32 masters: no rank gathers the whole model), and, with
-// `replicated`, the rest (quantizer buffers, the same on every rank) whole. Unsharded, a
-// rank owns all of `flat`.
-TensorSlices owned_slices(FlatParameters& flat, const NamedTensors& targets, bool replicated) {
-  TensorSlices out;
-  for (const auto& [name, tensor] : targets) {
-    const auto piece = flat.owned_piece(name);
-    if (!piece) {
-      if (replicated) out.push_back({name, tensor.sizes().vec(), 0, tensor});
-    } else if (piece->length > 0) {
-      out.push_back({name, tensor.sizes().vec(), piece->param_begin, flat.values_at(piece->flat_begin, piece->length)});
-    }
-  }
-  return out;
-}
-
-// ZeRO-3: the sharded student (and teacher), and the scopes that gather them for work
-// outside the training step. At stages 0-2 both are null and every scope list is empty.
-struct Shards {
-  std::unique_ptr<FlatParameters> teacher_flat;
-  std::unique_ptr<ShardedModel> student, teacher;
-
-  using Scopes = std::vector<ShardedModel::Scope>;
-  // For evaluations: the root units; decoder layers are gathered one by one as they run.
-  Scopes roots() {
-    Scopes out;
-    if (student) out.push_back(student->gather_root());
-    if (teacher) out.push_back(teacher->gather_root());
-    return out;
-  }
-  // The whole student, for checkpoints, export and PTQ; with write_back the owned segments
-  // take what was changed in place.
-  Scopes whole_student(bool write_back) {
-    Scopes out;
-    if (student) out.push_back(student->gather_all(write_back));
-    return out;
-  }
-  // Both models whole (nothing written back: pruning masks the fp32 masters itself): the
-  // importance passes run a different number of batches on each rank, so no collective may
-  // run inside them.
-  Scopes whole_models() {
-    Scopes out = whole_student(/*write_back=*/false);
-    if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
-    return out;
-  }
-};
-
 nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_second, double mfu, int64_t memory,
                            int64_t skipped_total) {
   nlohmann::json j = {{"loss", r.total},        {"loss_ce", r.ce},   {"loss_kd", r.kd},
@@ -244,6 +263,32 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
   return j;
 }
 
+// One step of train_step, an out-of-memory error turned into advice on the batch shape.
+StepResult run_step(StepContext& ctx, const data::StepBatch& batch, double lr, const config::JobConfig& job) {
+  try {
+    return train_step(ctx, batch, lr);
+  } catch (const c10::OutOfMemoryError&) {
+    throw Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
+                " micro-batches of micro_batch_size " + std::to_string(job.data.micro_batch_size) + " x seq_len " +
+                std::to_string(job.data.seq_len) + " tokens on " + ctx.device.str())
+        .key("data.micro_batch_size")
+        .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
+  }
+}
+
+data::LoaderOptions loader_options(const Session& s) {
+  data::LoaderOptions o;
+  o.seq_len = s.job.data.seq_len;
+  o.micro_batch_size = s.job.data.micro_batch_size;
+  o.global_batch_size = s.job.data.global_batch_size;
+  o.seed = static_cast<uint64_t>(s.job.run.seed);
+  o.rank = dist::rank();
+  o.world_size = dist::world_size();
+  o.vocab_size = s.student->config().vocab_size;
+  o.pin_memory = s.device.is_cuda();
+  return o;
+}
+
 }  // namespace
 
 int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
@@ -252,171 +297,48 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   const auto kernels = check_kernel_switches();  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
   if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
   check_token_files_tokenizer(job);
-  const auto device = resolve_device(job.model.device);
-  const auto compute_dtype = resolve_dtype(job.model.dtype, device);
-
-  // Models and the objective.
-  auto teacher = load_teacher(job.model, device, compute_dtype);
-  auto student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
-  const bool quantized = attach_quantization(job.quant, *student);
-  auto pruning = StudentPruning::attach(job, student, compute_dtype);  // after quantization: checks its groups
-  const auto student_width = student->config().hidden_size;
-  distill::HiddenProjections projections(distill_options(job.distill), student_width,
-                                         teacher ? teacher->config().hidden_size : student_width);
-  init_projections(*projections, job.model.init_std, static_cast<uint64_t>(job.run.seed) + 1);
-  projections->to(device, torch::kFloat32);
-  distill::DistillLoss loss(distill_options(job.distill), student, teacher, projections, compute_dtype);
-
-  // Parameters, communication, optimizer.
-  const int stage = static_cast<int>(job.parallel.zero_stage);
-  if (job.parallel.offload_optimizer && stage < 3)
-    throw Error("parallel.offload_optimizer moves each rank's shard of the weights, gradients and moments to host memory")
-        .key("parallel.offload_optimizer")
-        .expected("false, or parallel.zero_stage 3");
-  if (stage >= 3 && !device.is_cuda() && compute_dtype != torch::kFloat32)
-    throw Error("ZeRO-3 on the CPU gathers in model.dtype, which MPI's collectives here take only as fp32")
-        .key("model.dtype")
-        .expected("fp32 (or auto) with parallel.zero_stage 3 on the CPU");
-  auto trainable = named(*student);
-  const auto extras = named(*projections, "distill.");
-  trainable.insert(trainable.end(), extras.begin(), extras.end());
-  auto collective = make_collective(device);
-  // Every replica starts from rank 0's weights, as DDP does.
-  if (stage >= 3)
-    for (auto& [name, p] : trainable) collective->broadcast(p, 0);
-  // ZeRO: the flat buffers' buckets split into one segment per rank; each rank's optimizer
-  // owns its segments (and from stage 2 its gradients, at stage 3 its weights too).
-  FlatOptions flat_options;
-  flat_options.bucket_bytes = job.parallel.bucket_mb << 20;
-  flat_options.shards = stage >= 1 ? dist::world_size() : 1;
-  flat_options.rank = stage >= 1 ? dist::rank() : 0;
-  flat_options.zero_stage = stage;
-  flat_options.unit_of = sharding_unit;
-  flat_options.offload = job.parallel.offload_optimizer;
-  FlatParameters flat(trainable, flat_options);
-  if (stage < 3) collective->broadcast(flat.values(), 0);
-  Shards shards;
-  if (stage >= 3) {
-    shards.student = std::make_unique<ShardedModel>(*student, flat, *collective, compute_dtype,
-                                                    job.training.activation_checkpointing);
-    if (teacher && job.parallel.shard_teacher) {
-      auto teacher_options = flat_options;
-      teacher_options.with_grads = false;
-      teacher_options.offload = false;  // its shard stays on the device: gathered twice a step
-      shards.teacher_flat = std::make_unique<FlatParameters>(named(*teacher), teacher_options);
-      shards.teacher = std::make_unique<ShardedModel>(*teacher, *shards.teacher_flat, *collective,
-                                                      shards.teacher_flat->values().scalar_type(), false);
-    }
-  } else if (job.training.activation_checkpointing) {
-    enable_activation_checkpointing(*student);
-  }
-  GradSync grad_sync(flat, *collective);
-  AdamW optimizer(flat, {job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay},
-                  flat.shards() > 1 ? dist::rank() : 0);
-  const LrSchedule schedule{job.training.lr, job.training.min_lr_ratio, job.training.warmup_steps,
-                            job.training.steps, job.training.schedule};
-
-  // Resume.
+  Session s(job);
   RunResults results(job);
   results.kernels(kernels);
-  CheckpointManager checkpoints(job.run.output_dir, job.checkpoint.keep_last);
-  TrainingState state;
-  if (const auto from = resume_point(job.checkpoint, checkpoints)) {
-    // Each rank reads what its layout holds (ZeRO-3: its segments, straight into its master
-    // shard), from whichever shards of the writer hold it.
-    const auto ck = LoadedCheckpoint::open(*from, LoadedCheckpoint::Verify::on_read);
-    const auto student_state = quant::split_state(*student);
-    for (const auto& [section, targets] : {std::pair{"model", student_state.weights}, std::pair{"extras", extras},
-                                           std::pair{"quant", student_state.quantizer}})
-      ck.restore_slices(section, shards.student ? owned_slices(flat, targets, true) : whole(targets),
-                        static_cast<int64_t>(targets.size()));
-    refresh_quantization(*student);
-    ck.restore("prune", pruning ? pruning->state() : model::NamedTensors{});
-    if (pruning) pruning->restored(&flat);
-    ck.restore_slices("optimizer", optimizer.state_slices(), optimizer.state_tensor_count());  // the owned part
-    state = TrainingState::from_json(ck.trainer_state().at("state"));
-    optimizer.set_steps(state.optimizer_steps);
-    if (main_rank) std::fprintf(stderr, "qtrain: resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
-  } else {
-    if (quantized) {
-      const auto gathered = shards.whole_student(/*write_back=*/true);
-      initialize_quantization(job, *student, compute_dtype);  // PTQ, then activation calibration
-    }
-    const auto gathered = shards.roots();
-    results.at_start(teacher ? teacher.get() : nullptr, *student);  // teacher and PTQ perplexity for the report
-  }
-  auto save = [&] {
-    if (!job.checkpoint.enabled) return;
-    // Every rank writes what it owns: with ZeRO its segments of the fp32 masters and of the
-    // moments; unsharded, rank 0 everything. Replicated tensors come from rank 0.
-    const bool owner = flat.shards() > 1 || main_rank;
-    const auto student_state = quant::split_state(*student);
-    auto part = [&](const NamedTensors& tensors) { return owner ? owned_slices(flat, tensors, main_rank) : TensorSlices{}; };
-    CheckpointContents contents{student->config(),
-                                {{"state", state.to_json()}, {"world_size", dist::world_size()},
-                                 {"zero_stage", job.parallel.zero_stage}, {"config_yaml", resolved_config_yaml}},
-                                {{"model", part(student_state.weights)},
-                                 {"optimizer", owner ? optimizer.state_slices() : TensorSlices{}},
-                                 {"extras", part(extras)},
-                                 {"quant", part(student_state.quantizer)},
-                                 {"prune", main_rank && pruning ? whole(pruning->state()) : TensorSlices{}}}};
-    checkpoints.save(state.step, contents);
-  };
-
-  // Data.
-  data::LoaderOptions lo;
-  lo.seq_len = job.data.seq_len;
-  lo.micro_batch_size = job.data.micro_batch_size;
-  lo.global_batch_size = job.data.global_batch_size;
-  lo.seed = static_cast<uint64_t>(job.run.seed);
-  lo.rank = dist::rank();
-  lo.world_size = dist::world_size();
-  lo.vocab_size = student->config().vocab_size;
-  lo.pin_memory = device.is_cuda();
-  data::TrainLoader loader(job.data.train, lo, state.sampler);
+  Checkpointer checkpointer(s, resolved_config_yaml);
+  TrainingState state = resume_or_initialise(s, checkpointer.manager(), results);
+  data::TrainLoader loader(job.data.train, loader_options(s), state.sampler);
 
   // Reporting.
   std::unique_ptr<MetricsLogger> metrics;
   if (main_rank) metrics = std::make_unique<MetricsLogger>(job.run.output_dir, job.logging.jsonl, job.logging.tensorboard);
+  Evaluator evaluator(s, metrics.get());
   ProgressBar progress("train", job.training.steps, "steps", stderr, job.logging.progress);
   progress.set_start(state.step);
   Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up");
   const double flops_per_token = model::distill_flops_per_token(
-      student->config(), teacher ? &teacher->config() : nullptr, job.data.seq_len);
-  const double peak = peak_bf16_tflops(device) * 1e12 * dist::world_size();
+      s.student->config(), s.teacher ? &s.teacher->config() : nullptr, job.data.seq_len);
+  const double peak = peak_bf16_tflops(s.device) * 1e12 * dist::world_size();
   const auto faults = FaultInjection::from_environment();
-  StepProfiler profiler(job.logging.profile_step, job.logging.profile_steps, job.run.output_dir, device, main_rank);
+  StepProfiler profiler(job.logging.profile_step, job.logging.profile_steps, job.run.output_dir, s.device, main_rank);
   auto prune_if_due = [&](int64_t step) {
-    if (!pruning || !pruning->due(step)) return;
-    const auto gathered = shards.whole_models();
-    const auto summary = pruning->update(step, loss, flat, optimizer);
-    if (metrics) metrics->log(step, {{"kept_mlp_channels", pruning->kept_channels()},
-                                     {"kept_kv_groups", pruning->kept_kv_groups()}}, "prune");
+    if (!s.pruning || !s.pruning->due(step)) return;
+    const auto gathered = s.shards.whole_models();
+    const auto summary = s.pruning->update(step, *s.loss, *s.flat, *s.optimizer);
+    if (metrics) metrics->log(step, {{"kept_mlp_channels", s.pruning->kept_channels()},
+                                     {"kept_kv_groups", s.pruning->kept_kv_groups()}}, "prune");
     if (main_rank) std::fprintf(stderr, "qtrain: %s\n", summary.c_str());
   };
-  StepContext ctx{loss, flat, grad_sync, optimizer, device, job.training.grad_clip, false, pruning.get(),
-                  shards.student.get(), shards.teacher.get()};
+  StepContext ctx{*s.loss, *s.flat, *s.grad_sync, *s.optimizer, s.device, job.training.grad_clip, false,
+                  s.pruning.get(), s.shards.student.get(), s.shards.teacher.get()};
   if (state.step == 0) prune_if_due(0);  // one-shot before training (Minitron: prune, then distill)
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, run_tokens = 0;
 
   while (state.step < job.training.steps) {
+    // Train.
     watchdog.beat("step " + std::to_string(state.step + 1));
     const auto batch = loader.next();
-    const double lr = schedule.at(state.step);
+    const double lr = s.schedule.at(state.step);
     faults.at_step(dist::rank(), state.step + 1);
     ctx.inject_nan = faults.nan_steps.count(state.step + 1) > 0;
-    StepResult r;
     profiler.before_step(state.step + 1);
-    try {
-      r = train_step(ctx, batch, lr);
-    } catch (const c10::OutOfMemoryError& e) {
-      throw Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
-                  " micro-batches of micro_batch_size " + std::to_string(job.data.micro_batch_size) + " x seq_len " +
-                  std::to_string(job.data.seq_len) + " tokens on " + device.str())
-          .key("data.micro_batch_size")
-          .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
-    }
+    const StepResult r = run_step(ctx, batch, lr, job);
     ++state.step;
     profiler.after_step(state.step);
     state.sampler = batch.next;
@@ -432,33 +354,33 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
             .key("training.max_skipped_steps")
             .expected("at most " + std::to_string(job.training.max_skipped_steps) + "; lower training.lr or check the data");
     } else {
-      state.optimizer_steps = optimizer.steps();
+      state.optimizer_steps = s.optimizer->steps();
     }
     prune_if_due(state.step);
-    const bool last = state.step == job.training.steps;
-    if (state.step % job.logging.every_steps == 0 || last || r.skipped) {
+
+    // Log.
+    if (state.step % job.logging.every_steps == 0 || state.step == job.training.steps || r.skipped) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tps = seconds > 0 ? static_cast<double>(window_tokens) / seconds : 0.0;
       if (metrics)
         metrics->log(state.step, step_record(r, lr, tps, peak > 0 ? tps * flops_per_token / peak : 0.0,
-                                             peak_memory_bytes(device), state.skipped_steps));
+                                             peak_memory_bytes(s.device), state.skipped_steps));
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
     char extra[96];
     std::snprintf(extra, sizeof(extra), "loss %.4f lr %.2e", r.total, lr);
     progress.update(state.step, static_cast<double>(run_tokens), "tok", extra);
-    if (job.eval.every_steps > 0 && state.step % job.eval.every_steps == 0 && !job.data.validation.empty()) {
+
+    // Evaluate, checkpoint, stop.
+    if (evaluator.due(state.step)) {
       watchdog.beat("evaluation at step " + std::to_string(state.step));
-      const auto gathered = shards.roots();
-      const double ppl = evaluate(*student, job);
-      if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
+      evaluator.run(state.step);
     }
     const int any_signal = dist::allreduce_max(stop_signal());
-    const bool due = job.checkpoint.every_steps > 0 && state.step % job.checkpoint.every_steps == 0;
-    if (due || last || any_signal) {
+    if (checkpointer.due(state.step, any_signal != 0)) {
       watchdog.beat("checkpoint at step " + std::to_string(state.step));
-      save();
+      checkpointer.save(state);
     }
     if (any_signal) {
       progress.finish();
@@ -468,23 +390,16 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
       return 128 + any_signal;
     }
   }
+
+  // Finish: the final evaluation, the export and its measurement, the report.
   progress.finish();
   double final_ppl = 0.0;
-  if (!job.data.validation.empty()) {
+  if (evaluator.enabled()) {
     watchdog.beat("final evaluation");
-    const auto gathered = shards.roots();
-    const double ppl = results.measure("student", *student, state.step);
-    if (metrics) metrics->log(state.step, {{"perplexity", ppl}}, "eval");
-    if (main_rank) std::printf("qtrain: step %lld: student perplexity %.4f on %s\n", (long long)state.step, ppl,
-                               job.data.validation.c_str());
-    final_ppl = ppl;
+    final_ppl = evaluator.final(state.step, results);
   }
-  if (pruning && job.prune.export_at_end) {
-    const auto gathered = shards.whole_student(/*write_back=*/false);
-    export_pruned_and_compare(job, *student, *pruning, final_ppl, metrics.get(), state.step, results);
-  } else if (quantized && job.quant.export_at_end) {
-    export_and_compare(job, *student, shards.student.get(), final_ppl, metrics.get(), state.step, results);
-  }
+  watchdog.beat("export");
+  export_and_measure(s, final_ppl, metrics.get(), state.step, results);
   metrics.reset();  // flushed and closed before the report reads metrics.jsonl
   if (main_rank) write_report(job.run.output_dir);
   return 0;

@@ -1,0 +1,143 @@
+// Building a training session from the config.
+#include "trainer/session.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/device.h"
+#include "common/dist.h"
+#include "common/error.h"
+#include "trainer/models.h"
+#include "trainer/quantization.h"
+
+namespace qtrain::trainer {
+
+namespace {
+
+model::NamedTensors named(torch::nn::Module& module, const std::string& prefix = "") {
+  model::NamedTensors out;
+  for (auto& item : module.named_parameters()) out.emplace_back(prefix + item.key(), item.value());
+  return out;
+}
+
+void init_projections(torch::nn::Module& projections, double std, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto generator = at::detail::createCPUGenerator(seed);
+  for (auto& p : projections.parameters()) p.copy_(at::normal(0.0, std, p.sizes(), generator));
+}
+
+distill::DistillOptions distill_options(const config::DistillSection& d) {
+  distill::DistillOptions o;
+  o.alpha = d.alpha;
+  o.beta = d.beta;
+  o.temperature = d.temperature;
+  o.gamma = d.gamma;
+  o.hidden_loss = d.hidden_loss;
+  o.student_layers = d.student_layers;
+  o.teacher_layers = d.teacher_layers;
+  o.loss_chunk_tokens = d.loss_chunk_tokens;
+  return o;
+}
+
+}  // namespace
+
+Shards::Scopes Shards::roots() {
+  Scopes out;
+  if (student) out.push_back(student->gather_root());
+  if (teacher) out.push_back(teacher->gather_root());
+  return out;
+}
+
+Shards::Scopes Shards::whole_student(bool write_back) {
+  Scopes out;
+  if (student) out.push_back(student->gather_all(write_back));
+  return out;
+}
+
+Shards::Scopes Shards::whole_models() {
+  Scopes out = whole_student(/*write_back=*/false);
+  if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
+  return out;
+}
+
+Session::Session(const config::JobConfig& job_config)
+    : job(job_config),
+      device(resolve_device(job.model.device)),
+      compute_dtype(resolve_dtype(job.model.dtype, device)),
+      schedule{job.training.lr, job.training.min_lr_ratio, job.training.warmup_steps, job.training.steps,
+               job.training.schedule} {
+  const int stage = zero_stage();
+  if (job.parallel.offload_optimizer && stage < 3)
+    throw Error("parallel.offload_optimizer moves each rank's shard of the weights, gradients and moments to host memory")
+        .key("parallel.offload_optimizer")
+        .expected("false, or parallel.zero_stage 3");
+  if (stage >= 3 && !device.is_cuda() && compute_dtype != torch::kFloat32)
+    throw Error("ZeRO-3 on the CPU gathers in model.dtype, which MPI's collectives here take only as fp32")
+        .key("model.dtype")
+        .expected("fp32 (or auto) with parallel.zero_stage 3 on the CPU");
+
+  // Models and the objective.
+  teacher = load_teacher(job.model, device, compute_dtype);
+  student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
+  quantized = attach_quantization(job.quant, *student);
+  pruning = StudentPruning::attach(job, student, compute_dtype);  // after quantization: checks its groups
+  const auto student_width = student->config().hidden_size;
+  projections = distill::HiddenProjections(distill_options(job.distill), student_width,
+                                           teacher ? teacher->config().hidden_size : student_width);
+  init_projections(*projections, job.model.init_std, static_cast<uint64_t>(job.run.seed) + 1);
+  projections->to(device, torch::kFloat32);
+  extras = named(*projections, "distill.");
+  loss = std::make_unique<distill::DistillLoss>(distill_options(job.distill), student, teacher, projections,
+                                                compute_dtype);
+
+  // Parameters, communication, optimizer.
+  auto trainable = named(*student);
+  trainable.insert(trainable.end(), extras.begin(), extras.end());
+  collective = make_collective(device);
+  // Every replica starts from rank 0's weights, as DDP does.
+  if (stage >= 3)
+    for (auto& [name, p] : trainable) collective->broadcast(p, 0);
+  // ZeRO: the flat buffers' buckets split into one segment per rank; each rank's optimizer
+  // owns its segments (and from stage 2 its gradients, at stage 3 its weights too).
+  FlatOptions flat_options;
+  flat_options.bucket_bytes = job.parallel.bucket_mb << 20;
+  flat_options.shards = stage >= 1 ? dist::world_size() : 1;
+  flat_options.rank = stage >= 1 ? dist::rank() : 0;
+  flat_options.zero_stage = stage;
+  flat_options.unit_of = sharding_unit;
+  flat_options.offload = job.parallel.offload_optimizer;
+  flat = std::make_unique<FlatParameters>(trainable, flat_options);
+  if (stage < 3) collective->broadcast(flat->values(), 0);
+  if (stage >= 3) {
+    shards.student = std::make_unique<ShardedModel>(*student, *flat, *collective, compute_dtype,
+                                                    job.training.activation_checkpointing);
+    if (teacher && job.parallel.shard_teacher) {
+      auto teacher_options = flat_options;
+      teacher_options.with_grads = false;
+      teacher_options.offload = false;  // its shard stays on the device: gathered twice a step
+      shards.teacher_flat = std::make_unique<FlatParameters>(named(*teacher), teacher_options);
+      shards.teacher = std::make_unique<ShardedModel>(*teacher, *shards.teacher_flat, *collective,
+                                                      shards.teacher_flat->values().scalar_type(), false);
+    }
+  } else if (job.training.activation_checkpointing) {
+    enable_activation_checkpointing(*student);
+  }
+  grad_sync = std::make_unique<GradSync>(*flat, *collective);
+  optimizer = std::make_unique<AdamW>(
+      *flat, AdamWOptions{job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay},
+      flat->shards() > 1 ? dist::rank() : 0);
+}
+
+TensorSlices owned_slices(FlatParameters& flat, const model::NamedTensors& targets, bool replicated) {
+  TensorSlices out;
+  for (const auto& [name, tensor] : targets) {
+    const auto piece = flat.owned_piece(name);
+    if (!piece) {
+      if (replicated) out.push_back({name, tensor.sizes().vec(), 0, tensor});
+    } else if (piece->length > 0) {
+      out.push_back({name, tensor.sizes().vec(), piece->param_begin, flat.values_at(piece->flat_begin, piece->length)});
+    }
+  }
+  return out;
+}
+
+}  // namespace qtrain::trainer
