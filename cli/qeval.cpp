@@ -206,7 +206,7 @@ int run(int argc, char** argv) {
   if (!options) return 0;
   const auto device = qtrain::resolve_device(options->device);
   const auto dtype = qtrain::resolve_dtype(options->dtype, device);
-  const auto kernels = qtrain::check_kernel_switches();
+  const auto kernels = qtrain::check_kernel_switches(device.is_cuda());
   std::optional<qtrain::data::TokenFile> tokens;
   if (!options->data.empty()) {
     tokens = qtrain::data::TokenFile::open(options->data);

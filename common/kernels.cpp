@@ -42,14 +42,15 @@ bool fused_kernels_allowed(KernelFamily family) {
   return allowed.at(static_cast<size_t>(family));
 }
 
-nlohmann::json check_kernel_switches() {
+nlohmann::json check_kernel_switches(bool cuda) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& s : kernel_switches()) {
     const bool fused = read_switch(s);
 #if QTRAIN_WITH_CUDA
-    out[s.name] = fused ? "fused" : "torch";
+    out[s.name] = fused && cuda ? "fused" : "torch";
 #else
     (void)fused;
+    (void)cuda;
     out[s.name] = "torch";  // no CUDA: no fused kernel to run
 #endif
   }

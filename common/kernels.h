@@ -2,8 +2,8 @@
 // LibTorch composition (for benchmarks, or to bisect a numeric difference) by setting its
 // environment variable to "torch"; unset or "fused" keeps the kernel. Read once, here, and
 // nowhere else; `qtrain` and `qeval` log the choice at start (check_kernel_switches) and
-// `qtrain` records it in results.json ("kernels"). Without CUDA no fused kernel exists and
-// every family reports "torch". docs/trainer.md lists them.
+// `qtrain` records it in results.json ("kernels"). Without CUDA, or for a model on the CPU,
+// no fused kernel runs and every family reports "torch". docs/build.md lists them.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -30,8 +30,9 @@ const std::vector<KernelSwitch>& kernel_switches();
 bool fused_kernels_allowed(KernelFamily family);
 
 // Validates every variable (qtrain::Error naming it, exit 2) and returns the choices,
-// {"model_layers": "fused" | "torch", ...}, as they apply in this build.
-nlohmann::json check_kernel_switches();
+// {"model_layers": "fused" | "torch", ...}, as they apply in this build to a model on a GPU
+// (`cuda`) or on the CPU (every family "torch": the kernels are CUDA's).
+nlohmann::json check_kernel_switches(bool cuda);
 // One line for the start-up log: "kernels: model_layers fused, fake_quant fused, loss torch (QTRAIN_LOSS_KERNEL)".
 std::string describe_kernel_switches(const nlohmann::json& choices);
 

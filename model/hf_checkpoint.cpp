@@ -141,11 +141,29 @@ namespace {
 std::string partial_shard(const fs::path& dir, size_t index) {
   return (dir / ("model-" + std::to_string(index + 1) + ".partial.safetensors")).string();
 }
+
+bool is_partial_shard(const std::string& file) {
+  return file.rfind("model-", 0) == 0 && file.find(".partial.safetensors") != std::string::npos;
+}
+
+// Partial shards of a writer that crashed or failed: no reader may count them as weights.
+void remove_partial_shards(const std::string& dir) {
+  std::error_code ec;
+  std::vector<fs::path> partial;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (is_partial_shard(entry.path().filename().string())) partial.push_back(entry.path());
+  for (const auto& path : partial) fs::remove(path, ec);
+}
 }  // namespace
 
 WeightShardWriter::WeightShardWriter(std::string dir, int64_t max_shard_bytes)
     : dir_(std::move(dir)), max_bytes_(max_shard_bytes) {
   fs::create_directories(dir_);
+  remove_partial_shards(dir_);
+}
+
+WeightShardWriter::~WeightShardWriter() {
+  if (!finished_) remove_partial_shards(dir_);
 }
 
 void WeightShardWriter::add(const std::string& name, torch::Tensor tensor, const std::string& raw_dtype) {
@@ -200,6 +218,7 @@ int64_t WeightShardWriter::finish() {
     write_file_atomic((dir / kIndexFile).string(), index.dump(2) + "\n");
   }
   fsync_directory(dir_);
+  finished_ = true;
   return total_;
 }
 

@@ -55,7 +55,12 @@ struct SaveOptions {
 // earlier export in `dir` that the new layout does not use are removed.
 class WeightShardWriter {
  public:
+  // Partial shards that a failed earlier writer left in `dir` are removed first, and this
+  // writer's own if it is destroyed before finish().
   WeightShardWriter(std::string dir, int64_t max_shard_bytes = int64_t{5} << 30);
+  ~WeightShardWriter();
+  WeightShardWriter(const WeightShardWriter&) = delete;
+  WeightShardWriter& operator=(const WeightShardWriter&) = delete;
   // Copies `tensor` to the CPU (the caller may free it afterwards); `raw_dtype`: the element
   // type of uint8 data that LibTorch cannot hold (save_safetensors).
   void add(const std::string& name, torch::Tensor tensor, const std::string& raw_dtype = "");
@@ -66,6 +71,7 @@ class WeightShardWriter {
   void flush();
   std::string dir_;
   int64_t max_bytes_, in_shard_ = 0, total_ = 0;
+  bool finished_ = false;
   NamedTensors pending_;
   std::map<std::string, std::string> raw_dtypes_;
   std::vector<std::vector<std::string>> shards_;  // names written into each shard

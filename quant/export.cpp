@@ -153,8 +153,19 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
   ExportSummary summary;
   std::optional<model::WeightShardWriter> writer;
   if (options.write) writer.emplace(out_dir, options.max_shard_bytes);
+  // Gathers a unit for its scope and releases it however the scope ends.
+  struct Held {
+    const ExportOptions& options;
+    int unit;
+    Held(const ExportOptions& o, int u) : options(o), unit(u) {
+      if (options.gather) options.gather(unit, true);
+    }
+    ~Held() {
+      if (options.gather) options.gather(unit, false);
+    }
+  };
   for (int unit = -1; unit < model.config().num_hidden_layers; ++unit) {
-    if (options.gather) options.gather(unit, true);
+    const Held held(options, unit);
     if (writer) {
       model::NamedTensors tensors;
       std::map<std::string, std::string> raw_dtypes;
@@ -186,7 +197,6 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
         writer->add(name, tensor, raw == raw_dtypes.end() ? "" : raw->second);  // copied: the unit may go
       }
     }
-    if (options.gather) options.gather(unit, false);
   }
   if (!writer) return summary;
   std::sort(summary.errors.begin(), summary.errors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });

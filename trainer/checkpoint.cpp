@@ -203,6 +203,10 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
   return final_dir;
 }
 
+bool CheckpointManager::any() const {
+  return fs::exists(fs::path(dir_) / kLatest) || !step_folders(dir_).empty();
+}
+
 std::optional<std::string> CheckpointManager::latest() const {
   const auto pointer = fs::path(dir_) / kLatest;
   std::string named;

@@ -69,6 +69,8 @@ class CheckpointManager {
   // names if it verifies against its manifest, else the newest step folder that does (with
   // a warning naming what was skipped). Throws when checkpoints exist but none verifies.
   std::optional<std::string> latest() const;
+  // Whether the folder holds any checkpoint (valid or not) or a "latest" pointer; reads no file.
+  bool any() const;
   const std::string& dir() const { return dir_; }
 
   static std::string step_name(int64_t step);

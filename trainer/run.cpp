@@ -51,7 +51,7 @@ std::string tokenizer_source(const config::JobConfig& job) {
 // Where a run starts: a checkpoint to resume from, or nothing.
 std::optional<std::string> resume_point(const config::CheckpointSection& c, const CheckpointManager& manager) {
   if (c.resume == "none") {
-    if (manager.latest())
+    if (manager.any())
       throw Error("this run.output_dir already holds checkpoints; refusing to start over them")
           .file(manager.dir())
           .key("checkpoint.resume")
@@ -294,14 +294,15 @@ data::LoaderOptions loader_options(const Session& s) {
 int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
   install_stop_handlers();
   const bool main_rank = dist::is_main();
-  const auto kernels = check_kernel_switches();  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
-  if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
+  check_kernel_switches(true);  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
   check_token_files_tokenizer(job);
   Session s(job);
+  const auto kernels = check_kernel_switches(s.device.is_cuda());
+  if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
   RunResults results(job);
-  results.kernels(kernels);
   Checkpointer checkpointer(s, resolved_config_yaml);
   TrainingState state = resume_or_initialise(s, checkpointer.manager(), results);
+  results.kernels(kernels);  // after the resume checks: a refused start leaves results.json alone
   data::TrainLoader loader(job.data.train, loader_options(s), state.sampler);
 
   // Reporting.

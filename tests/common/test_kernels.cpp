@@ -1,11 +1,12 @@
 // The kernel switches (common/kernels.h): qtrain logs the choice at start and records it in
 // results.json; a value other than fused or torch ends the run with exit 2 naming the
-// variable, before any work. A build without CUDA has no fused kernel, so every family
-// reports torch there; with CUDA the families left alone report fused.
+// variable, before any work. A model on the CPU (or a build without CUDA) runs no fused
+// kernel, so every family reports torch there; on a GPU the families left alone report fused.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/compat.h"
 #include "tests/test_util.h"
 
 namespace qtrain {
@@ -17,14 +18,14 @@ const std::string kJob = "--config tests/fixtures/train_tiny.yaml --set training
 
 TEST(KernelSwitches, AreLoggedRecordedAndChecked) {
   const auto dir = testing::scratch_dir();
-  const auto run = run_tool(dir, "qtrain", kJob + "--set run.output_dir=" + (dir / "run").string(),
+  // On a GPU the families left alone run fused; on the CPU (and in a build without CUDA)
+  // nothing is fused.
+  const bool cuda = compat::cuda_available();
+  const std::string fused = cuda ? "fused" : "torch";
+  const auto run = run_tool(dir, "qtrain", kJob + "--set model.device=" + (cuda ? "cuda" : "cpu") +
+                                               " --set run.output_dir=" + (dir / "run").string(),
                             "QTRAIN_LOSS_KERNEL=torch QTRAIN_MODEL_KERNELS=fused");
   ASSERT_EQ(run.status, 0) << run.err;
-#if QTRAIN_WITH_CUDA
-  const std::string fused = "fused";
-#else
-  const std::string fused = "torch";
-#endif
   EXPECT_NE(run.err.find("qtrain: kernels: model_layers " + fused + ", fake_quant " + fused + ", loss torch"),
             std::string::npos)
       << run.err;

@@ -245,7 +245,7 @@ TEST(Export, FusedLayersMustShareAScheme) {
 // tensor larger than it), the index's total_size the sum; loading it back evaluates to the
 // single-file export's logits exactly. The gather hook sees the root unit first, then each
 // decoder layer, each released before the next is gathered. A re-export in one file removes
-// the shards.
+// the shards, and the partial shards of a writer that failed.
 TEST(Export, LargeExportsAreShardedWithAnIndexAndLoadTheSame) {
   auto fake = quantized_fixture({"lm_head=none", "re:.*mlp.*=w4a16-g32", "re:.*self_attn.*=w8a8"});
   const auto root = testing::scratch_dir();
@@ -281,7 +281,8 @@ TEST(Export, LargeExportsAreShardedWithAnIndexAndLoadTheSame) {
   const auto ids = torch::randint(0, 256, {2, 32}, torch::TensorOptions().dtype(torch::kInt64));
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(a->forward(ids).equal(b->forward(ids)));
-  export_compressed_tensors(*fake, sharded.string());  // again, in one file
+  std::ofstream(sharded / "model-7.partial.safetensors") << "left by a writer that failed";
+  export_compressed_tensors(*fake, sharded.string());  // again, in one file; the stale partial shard goes
   EXPECT_TRUE(std::filesystem::exists(sharded / "model.safetensors"));
   for (const auto& entry : std::filesystem::directory_iterator(sharded))
     EXPECT_EQ(entry.path().filename().string().find("model-"), std::string::npos) << entry.path();
