@@ -85,4 +85,11 @@ void init_weights(CausalLMImpl& m, double std, uint64_t seed) {
   }
 }
 
+int decoder_layer_of(const std::string& name) {
+  static const std::string prefix = "model.layers.";
+  if (name.rfind(prefix, 0) != 0) return -1;
+  const auto end = name.find('.', prefix.size());
+  return std::stoi(name.substr(prefix.size(), end - prefix.size()));
+}
+
 }  // namespace qtrain::model

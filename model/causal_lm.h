@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "model/kv_cache.h"
@@ -66,5 +67,10 @@ TORCH_MODULE(CausalLM);
 
 // Random weights for tests and benchmarks: normal(0, std) matrices, unit norms, zero biases.
 void init_weights(CausalLMImpl& model, double std, uint64_t seed);
+
+// The decoder layer a parameter, buffer or module belongs to by its Hugging Face name
+// ("model.layers.<i>." -> i), -1 for everything outside the layers (embeddings, final norm,
+// lm_head).
+int decoder_layer_of(const std::string& name);
 
 }  // namespace qtrain::model

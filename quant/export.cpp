@@ -135,15 +135,6 @@ json quantization_config(model::CausalLMImpl& model) {
           {"version", ct::kVersion}};
 }
 
-namespace {
-// The decoder layer a tensor or module belongs to ("model.layers.<i>."), -1 for the rest.
-int unit_of(const std::string& name) {
-  static const std::string prefix = "model.layers.";
-  if (name.rfind(prefix, 0) != 0) return -1;
-  return std::stoi(name.substr(prefix.size()));
-}
-}  // namespace
-
 ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
                                         const ExportOptions& options) {
   auto layers = fake_quant_layers(model);
@@ -171,7 +162,7 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
       std::map<std::string, std::string> raw_dtypes;
       std::set<std::string> done;
       for (auto& [name, layer] : layers) {
-        if (unit_of(name) != unit || !layer->scheme().weights) continue;
+        if (model::decoder_layer_of(name) != unit || !layer->scheme().weights) continue;
         auto* linear = modules[name]->as<model::LinearImpl>();
         const auto before = tensors.size();
         compress_linear(name + ".", linear->weight, linear->bias, *layer, options.dtype, tensors, raw_dtypes);
@@ -188,7 +179,7 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
         tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->value_scale.detach().reshape({1}).to(torch::kFloat32));
       }
       for (const auto& [name, tensor] : state) {
-        if (unit_of(name) != unit || done.count(name) || is_quantizer_state(name)) continue;
+        if (model::decoder_layer_of(name) != unit || done.count(name) || is_quantizer_state(name)) continue;
         tensors.emplace_back(name, tensor.is_floating_point() ? tensor.detach().to(options.dtype) : tensor.detach());
       }
       for (auto& [name, tensor] : tensors) {

@@ -85,7 +85,13 @@ std::vector<std::pair<int64_t, std::string>> step_folders(const std::string& dir
 
 }  // namespace
 
-std::string file_checksum(const std::string& path) {
+std::string hex_digest(uint64_t digest) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(digest));
+  return text;
+}
+
+uint64_t file_digest(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error("cannot open for checksum").file(path);
   XXH3_state_t* state = XXH3_createState();
@@ -97,10 +103,10 @@ std::string file_checksum(const std::string& path) {
   const auto digest = XXH3_64bits_digest(state);
   XXH3_freeState(state);
   if (n < 0) throw Error("read failed during checksum").file(path);
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(digest));
-  return text;
+  return digest;
 }
+
+std::string file_checksum(const std::string& path) { return hex_digest(file_digest(path)); }
 
 CheckpointManager::CheckpointManager(std::string output_dir, int64_t keep_last)
     : dir_((fs::path(output_dir) / "checkpoints").string()), keep_last_(keep_last) {}
@@ -149,7 +155,7 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
           const auto path = (tmp / shard).string();
           model::save_safetensors(path, tensors, {{"format", "pt"}, {kPiecesKey, pieces.dump()}});
           sizes[rank] = static_cast<long long>(fs::file_size(path));
-          const auto sum = std::stoull(file_checksum(path), nullptr, 16);
+          const uint64_t sum = file_digest(path);
           std::memcpy(&sums[rank], &sum, sizeof(sum));
         }),
         "to write its checkpoint shard in " + tmp_dir);
@@ -169,10 +175,8 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
           for (int r = 0; r < world; ++r) {
             uint64_t sum;
             std::memcpy(&sum, &sums[r], sizeof(sum));
-            char text[17];
-            std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(sum));
             manifest["shards"].push_back(shard_name(r, world));
-            manifest["files"][shard_name(r, world)] = {{"bytes", sizes[r]}, {"xxh3_64", text}};
+            manifest["files"][shard_name(r, world)] = {{"bytes", sizes[r]}, {"xxh3_64", hex_digest(sum)}};
           }
           write_file_atomic((tmp / kManifest).string(), manifest.dump(2) + "\n");
           fsync_directory(tmp_dir);

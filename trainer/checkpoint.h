@@ -120,7 +120,9 @@ class LoadedCheckpoint {
   std::map<std::string, std::map<std::string, std::vector<Piece>>> pieces_;  // section -> name -> pieces
 };
 
-// XXH3-64 of a file's bytes, as 16 hex digits.
+// XXH3-64 of a file's bytes; as 16 hex digits (the manifest's form).
+uint64_t file_digest(const std::string& path);
+std::string hex_digest(uint64_t digest);
 std::string file_checksum(const std::string& path);
 
 }  // namespace qtrain::trainer

@@ -12,10 +12,8 @@
 namespace qtrain::trainer {
 
 int sharding_unit(const std::string& name) {
-  static const std::string prefix = "model.layers.";
-  if (name.rfind(prefix, 0) != 0) return kRootUnit;
-  const auto end = name.find('.', prefix.size());
-  return std::stoi(name.substr(prefix.size(), end - prefix.size()));
+  static_assert(kRootUnit == -1, "the root unit is what decoder_layer_of calls outside the layers");
+  return model::decoder_layer_of(name);
 }
 
 namespace {

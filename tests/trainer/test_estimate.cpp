@@ -25,6 +25,22 @@ config::JobConfig copy_job(const std::filesystem::path& dir, const std::string& 
   return job;
 }
 
+// A Llama-3 teacher of this shape (8 KV heads of 128, the 128k vocabulary), copied to the
+// student, seq 2048, micro-batch 1 on `ranks` ranks, with configs/qat_int4.yaml's fake
+// quantization.
+config::JobConfig llama3_int4_job(const std::filesystem::path& dir, int hidden, int intermediate, int layers, int heads,
+                                  int ranks) {
+  auto job = copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": )" +
+                               std::to_string(hidden) + R"(, "intermediate_size": )" + std::to_string(intermediate) +
+                               R"(, "num_hidden_layers": )" + std::to_string(layers) + R"(, "num_attention_heads": )" +
+                               std::to_string(heads) + R"(, "num_key_value_heads": 8, "head_dim": 128,
+    "vocab_size": 128256, "tie_word_embeddings": false, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+    "max_position_embeddings": 8192})",
+                      1, ranks);
+  job.quant.rules = {"lm_head=none", "re:.*=w4a16-g128"};
+  return job;
+}
+
 // configs/gpu_distill_1b.yaml with its teacher, the shape scripts/make_random_teacher.py makes.
 config::JobConfig distill_1b(const std::filesystem::path& dir) {
   return copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -111,11 +127,7 @@ TEST(Estimate, ZeroStages2And3ShardGradientsThenWeights) {
 // ZeRO-3 with activation checkpointing fits 40 GB.
 TEST(Estimate, Llama3_8BStudentAndTeacherFit40GBPerRankAtStage3) {
   const auto dir = testing::scratch_dir();
-  auto job = copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-    "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-    "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "tie_word_embeddings": false,
-    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192})", 1, 8);
-  job.quant.rules = {"lm_head=none", "re:.*=w4a16-g128"};
+  auto job = llama3_int4_job(dir, 4096, 14336, 32, 32, 8);
   job.parallel.zero_stage = 1;
   const JobEstimate one = estimate_job(job, 8, true);
   EXPECT_NEAR(one.student_parameters, 8.03e9, 0.01e9);
@@ -132,11 +144,7 @@ TEST(Estimate, Llama3_8BStudentAndTeacherFit40GBPerRankAtStage3) {
 // the activations and the loss, under 75 GB per rank.
 TEST(Estimate, Llama3_70BStudentAndTeacherFit75GBPerRankWithOffload) {
   const auto dir = testing::scratch_dir();
-  auto job = copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-    "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
-    "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "tie_word_embeddings": false,
-    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192})", 1, 16);
-  job.quant.rules = {"lm_head=none", "re:.*=w4a16-g128"};
+  auto job = llama3_int4_job(dir, 8192, 28672, 80, 64, 16);
   job.parallel.zero_stage = 3;
   job.training.activation_checkpointing = true;
   const JobEstimate resident = estimate_job(job, 16, true);

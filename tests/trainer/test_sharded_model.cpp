@@ -158,6 +158,18 @@ TEST(ShardedModel, WriteBackKeepsInPlaceChanges) {
   EXPECT_TRUE((q == 0.25).all().item<bool>());
 }
 
+// One micro-batch on CUDA: the root gathered, under bf16 autocast, the gradients into the
+// owned storage; returns the loss.
+double bf16_sharded_backward(model::CausalLMImpl& m, ShardedModel& shards, GradSync& sync, const torch::Tensor& ids) {
+  auto root = shards.gather_root();
+  compat::AutocastGuard autocast(ids.device(), torch::kBFloat16);
+  sync.begin_micro_batch(true);
+  auto loss = loss_of(m, ids);
+  loss.backward();
+  sync.finish();
+  return loss.item<double>();
+}
+
 // On CUDA the units are gathered in bf16 (the compute dtype), so the weights that backward
 // keeps are the gathered ones; against the plain fp32 model under bf16 autocast the loss and
 // gradients agree to bf16 rounding (the NCCL collectives are no-ops on one GPU; the buffers'
@@ -192,16 +204,7 @@ TEST(ShardedModel, OnCudaInBf16MatchesTheAutocastModel) {
   GradSync sync(flat, *collective);
   EXPECT_EQ(sharded->model->norm->weight.scalar_type(), torch::kBFloat16);
   flat.zero_grad();
-  double got = 0;
-  {
-    auto root = shards.gather_root();
-    compat::AutocastGuard autocast(cuda, torch::kBFloat16);
-    sync.begin_micro_batch(true);
-    auto loss = loss_of(*sharded, ids);
-    loss.backward();
-    sync.finish();
-    got = loss.item<double>();
-  }
+  const double got = bf16_sharded_backward(*sharded, shards, sync, ids);
   EXPECT_NEAR(got, want, 2e-2 * want);
   auto reference_params = reference->named_parameters();
   for (const auto& e : flat.entries()) {
@@ -238,13 +241,7 @@ TEST(ShardedModel, OnCudaOffloadMatchesTheDeviceOptimizer) {
     std::vector<double> losses;
     for (int step = 0; step < 3; ++step) {
       flat.zero_grad();
-      auto root = shards.gather_root();
-      compat::AutocastGuard autocast(cuda, torch::kBFloat16);
-      sync.begin_micro_batch(true);
-      auto loss = loss_of(*m, ids);
-      loss.backward();
-      sync.finish();
-      losses.push_back(loss.item<double>());
+      losses.push_back(bf16_sharded_backward(*m, shards, sync, ids));
       optimizer.step(1e-2);
     }
     return std::make_pair(losses, flat.values().to(torch::kCPU));
