@@ -156,6 +156,19 @@ inline void allocate_storage(const torch::Tensor& tensor, size_t nbytes) {
   storage->set_nbytes(nbytes);
 }
 inline bool storage_allocated(const torch::Tensor& tensor) { return tensor.storage().nbytes() > 0; }
+// The same, for a pool of blocks: take_storage releases the tensor's block and hands it
+// out; put_storage gives a tensor (released) a block of `nbytes` taken earlier.
+inline at::DataPtr take_storage(const torch::Tensor& tensor) {
+  auto* storage = tensor.storage().unsafeGetStorageImpl();
+  auto block = storage->set_data_ptr(at::DataPtr(nullptr, storage->device()));
+  storage->set_nbytes(0);
+  return block;
+}
+inline void put_storage(const torch::Tensor& tensor, at::DataPtr block, size_t nbytes) {
+  auto* storage = tensor.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(std::move(block));
+  storage->set_nbytes(nbytes);
+}
 
 // Element types that only newer LibTorch can hold: FP8 (2.1+) and wide unsigned ints (2.3+).
 // On 1.13 such tensors are read as raw bytes (see model/safetensors.h).

@@ -11,17 +11,25 @@ int64_t cuda_peak_memory_bytes(int device);
 void cuda_reset_peak_memory(int device);
 #endif
 
+namespace {
+int64_t status_bytes(const std::string& field) {  // "VmHWM:" -> its value in bytes
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size())) * 1024;
+  return 0;
+}
+}  // namespace
+
 int64_t peak_memory_bytes(const torch::Device& device) {
 #if QTRAIN_WITH_CUDA
   if (device.is_cuda()) return cuda_peak_memory_bytes(device.index());
 #endif
   (void)device;
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  return 0;
+  return status_bytes("VmHWM:");
 }
+
+int64_t baseline_memory_bytes(const torch::Device& device) { return device.is_cuda() ? 0 : status_bytes("VmRSS:"); }
 
 void reset_peak_memory(const torch::Device& device) {
 #if QTRAIN_WITH_CUDA

@@ -8,6 +8,10 @@
 namespace qtrain {
 
 int64_t peak_memory_bytes(const torch::Device& device);
+// What the process holds now before any tensor of its own: the resident set (VmRSS: the
+// libraries, MPI) on the host, 0 on a GPU (the allocator counts only tensors). A job's
+// memory estimate (trainer/estimate.h) is compared with the peak above it.
+int64_t baseline_memory_bytes(const torch::Device& device);
 void reset_peak_memory(const torch::Device& device);
 
 }  // namespace qtrain

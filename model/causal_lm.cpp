@@ -68,21 +68,32 @@ torch::Tensor CausalLMImpl::logits(const torch::Tensor& hidden) {
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& input_ids) { return logits(hidden_states(input_ids)); }
 
-void init_weights(CausalLMImpl& m, double std, uint64_t seed) {
+ParameterShapes parameter_shapes(CausalLMImpl& m) {
+  ParameterShapes out;
+  for (const auto& item : m.named_parameters()) out.emplace_back(item.key(), item.value().sizes().vec());
+  return out;
+}
+
+void for_each_initial_value(const ParameterShapes& shapes, double std, uint64_t seed,
+                            const std::function<void(const std::string&, const torch::Tensor&)>& fn) {
   torch::NoGradGuard no_grad;
   auto gen = at::detail::createCPUGenerator(seed);
-  for (auto& item : m.named_parameters()) {
-    auto& p = item.value();
-    const auto& name = item.key();
+  for (const auto& [name, sizes] : shapes) {
     torch::Tensor value;
     if (name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0)
-      value = torch::ones(p.sizes());
+      value = torch::ones(sizes);
     else if (name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0)
-      value = torch::zeros(p.sizes());
+      value = torch::zeros(sizes);
     else
-      value = at::normal(0.0, std, p.sizes(), gen);
-    p.copy_(value);
+      value = at::normal(0.0, std, sizes, gen);
+    fn(name, value);
   }
+}
+
+void init_weights(CausalLMImpl& m, double std, uint64_t seed) {
+  auto params = m.named_parameters();
+  for_each_initial_value(parameter_shapes(m), std, seed,
+                         [&](const std::string& name, const torch::Tensor& value) { params[name].copy_(value); });
 }
 
 int decoder_layer_of(const std::string& name) {

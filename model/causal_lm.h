@@ -68,6 +68,14 @@ TORCH_MODULE(CausalLM);
 // Random weights for tests and benchmarks: normal(0, std) matrices, unit norms, zero biases.
 void init_weights(CausalLMImpl& model, double std, uint64_t seed);
 
+// The parameters' names and shapes, in registration order.
+using ParameterShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+ParameterShapes parameter_shapes(CausalLMImpl& model);
+// The values init_weights gives to a model with these parameters, made one at a time, in
+// order, each passed to fn(name, value) and then dropped (for a Skeleton, layers.h).
+void for_each_initial_value(const ParameterShapes& shapes, double std, uint64_t seed,
+                            const std::function<void(const std::string&, const torch::Tensor&)>& fn);
+
 // The decoder layer a parameter, buffer or module belongs to by its Hugging Face name
 // ("model.layers.<i>." -> i), -1 for everything outside the layers (embeddings, final norm,
 // lm_head).

@@ -81,21 +81,19 @@ const SafetensorsFile& HFCheckpoint::file_of(const std::string& name) const {
 
 torch::Tensor HFCheckpoint::tensor(const std::string& name) const { return file_of(name).tensor(name); }
 
-void load_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
-  torch::NoGradGuard no_grad;
+void check_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
   std::set<std::string> used;
-  for (auto& item : model.named_parameters()) {
+  for (const auto& item : model.named_parameters()) {
     const auto& name = item.key();
-    auto& param = item.value();
     if (!ck.contains(name)) throw Error("tensor missing from checkpoint").file(ck.dir()).key(name);
-    auto src = ck.tensor(name);
-    if (src.sizes() != param.sizes())
-      throw Error("shape " + c10::str(src.sizes()) + " does not match the config")
-          .file(ck.file_of(name).path()).key(name).expected(c10::str(param.sizes()));
+    const auto& entry = ck.file_of(name).entry(name);
+    if (torch::IntArrayRef(entry.shape) != item.value().sizes())
+      throw Error("shape " + c10::str(torch::IntArrayRef(entry.shape)) + " does not match the config")
+          .file(ck.file_of(name).path()).key(name).expected(c10::str(item.value().sizes()));
+    const auto src = ck.tensor(name);  // a view of the mapping: nothing read yet
     if (!src.is_floating_point())
       throw Error(std::string("integer tensor where floating weights are expected: ") + c10::toString(src.scalar_type()))
           .file(ck.file_of(name).path()).key(name);
-    param.copy_(src);
     used.insert(name);
   }
   for (const auto& name : ck.tensor_names()) {
@@ -103,6 +101,12 @@ void load_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
     if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;  // ignored when tied, as in HF
     throw Error("unexpected tensor: the model config has no place for it").file(ck.file_of(name).path()).key(name);
   }
+}
+
+void load_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
+  check_weights(model, ck);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model.named_parameters()) item.value().copy_(ck.tensor(item.key()));
 }
 
 CausalLM load_causal_lm(const std::string& dir, const LoadOptions& options) {

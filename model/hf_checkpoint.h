@@ -33,8 +33,11 @@ class HFCheckpoint {
   std::map<std::string, std::shared_ptr<SafetensorsFile>> file_of_;
 };
 
-// Copies the checkpoint's tensors into the model's parameters (converting dtype and device).
-// Every parameter must be present with its shape; a tensor the model has no place for is an error.
+// Every parameter must be present with its shape, as floating point; a tensor the model has
+// no place for is an error (qtrain::Error naming the file and the tensor). Reads no data.
+void check_weights(CausalLMImpl& model, const HFCheckpoint& checkpoint);
+// Checks, then copies the checkpoint's tensors into the model's parameters (converting dtype
+// and device).
 void load_weights(CausalLMImpl& model, const HFCheckpoint& checkpoint);
 
 struct LoadOptions {

@@ -2,8 +2,10 @@
 #include "model/layers.h"
 
 #include <cmath>
+#include <optional>
 
 #include "common/compat.h"
+#include "common/error.h"
 #include "model/rope.h"
 #if QTRAIN_WITH_CUDA
 #include "model/cuda/fused_layers.h"
@@ -11,10 +13,35 @@
 
 namespace qtrain::model {
 
+namespace {
+
+thread_local std::optional<torch::TensorOptions> skeleton_options;
+
+// A new parameter's tensor: ones, or uninitialised (weights come from a checkpoint or from
+// init_weights()); without memory inside a Skeleton.
+torch::Tensor new_parameter(torch::IntArrayRef sizes, bool ones) {
+  if (skeleton_options) {
+    auto t = torch::empty(sizes, *skeleton_options);
+    compat::release_storage(t);
+    return t;
+  }
+  return ones ? torch::ones(sizes) : torch::empty(sizes);
+}
+
+}  // namespace
+
+Skeleton::Skeleton(torch::TensorOptions options) {
+  QT_REQUIRE(!skeleton_options, "model::Skeleton nested");
+  skeleton_options = options.requires_grad(false);
+}
+
+Skeleton::~Skeleton() { skeleton_options.reset(); }
+
+bool materialised(const torch::Tensor& tensor) { return tensor.numel() == 0 || compat::storage_allocated(tensor); }
+
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
-  // Uninitialised: weights come from a checkpoint or from init_weights().
-  weight = register_parameter("weight", torch::empty({out_features, in_features}));
-  if (with_bias) bias = register_parameter("bias", torch::empty({out_features}));
+  weight = register_parameter("weight", new_parameter({out_features, in_features}, false));
+  if (with_bias) bias = register_parameter("bias", new_parameter({out_features}, false));
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
@@ -33,13 +60,13 @@ void LinearImpl::set_wrapper(const std::string& name, std::shared_ptr<LinearWrap
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t embedding_dim) {
-  weight = register_parameter("weight", torch::empty({num_embeddings, embedding_dim}));
+  weight = register_parameter("weight", new_parameter({num_embeddings, embedding_dim}, false));
 }
 
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& input_ids) { return torch::embedding(weight, input_ids); }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+  weight = register_parameter("weight", new_parameter({dim}, true));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {

@@ -12,6 +12,20 @@
 
 namespace qtrain::model {
 
+// While a Skeleton lives, the parameters that this file's modules create have their shapes,
+// dtype and device but no memory (their storage released, compat::release_storage): a model
+// larger than one device is built so, its parameters are bound to gather buffers
+// (trainer/sharded_model.h), and their values are streamed into each rank's shard. Reading
+// such a parameter is a bug; materialised() tells them apart. One per thread, not nested.
+class Skeleton {
+ public:
+  explicit Skeleton(torch::TensorOptions options);
+  ~Skeleton();
+  Skeleton(const Skeleton&) = delete;
+  Skeleton& operator=(const Skeleton&) = delete;
+};
+bool materialised(const torch::Tensor& tensor);  // has memory (or no elements)
+
 class LinearImpl;
 
 // Something that takes over a linear's forward (fake quantization, pruning masks). It is

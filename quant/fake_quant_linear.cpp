@@ -12,7 +12,9 @@ FakeQuantLinear::FakeQuantLinear(Scheme scheme, FakeQuantOptions options, const 
   frozen_ = register_buffer("frozen", torch::zeros({}, torch::kBool));
   scale_version = register_buffer("scale_version", torch::zeros({}, torch::kInt64));
   if (!scheme_.weights) return;
-  const auto initial = compute_qparams(weight, *scheme_.weights, options_.scale_dtype);
+  // A skeleton's weight (model::Skeleton) has no values yet: placeholders of the right
+  // shapes, until the caller sets initial_weight_qparams of the full weight.
+  const auto initial = model::materialised(weight) ? initial_weight_qparams(weight) : placeholder_qparams(weight);
   weight_zero_point = register_buffer("weight_zero_point", initial.zero_point);
   if (options_.learnable_scales) {
     QT_REQUIRE(scheme_.weights->symmetric && !scheme_.weights->is_float(),
@@ -24,6 +26,16 @@ FakeQuantLinear::FakeQuantLinear(Scheme scheme, FakeQuantOptions options, const 
     weight_scale = register_buffer("weight_scale", initial.scale);
     weight_fixed = register_buffer("weight_fixed", torch::zeros({}, torch::kBool));
   }
+}
+
+QParams FakeQuantLinear::initial_weight_qparams(const torch::Tensor& weight) const {
+  return compute_qparams(weight, *scheme_.weights, options_.scale_dtype);
+}
+
+QParams FakeQuantLinear::placeholder_qparams(const torch::Tensor& weight) const {
+  const auto units = unit_view(torch::empty(weight.sizes(), weight.options().device(torch::kMeta)), *scheme_.weights).size(0);
+  const auto options = weight.options().dtype(torch::kFloat32);
+  return {torch::ones({units, 1}, options), torch::zeros({units, 1}, options)};
 }
 
 void FakeQuantLinear::set_weight_qparams(const QParams& qp) {

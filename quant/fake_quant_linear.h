@@ -51,6 +51,9 @@ class FakeQuantLinear : public model::LinearWrapper {
   // forward reads host copies, so that it never waits for the GPU).
   void refresh_from_buffers();
 
+  // Min-max of `weight`, the parameters a new layer starts with (for a weight that had no
+  // values when the layer was made: model::Skeleton; ZeRO-3 start-up sets them).
+  QParams initial_weight_qparams(const torch::Tensor& weight) const;
   // The weight's quantization parameters now (learned, fixed or min-max), as exported.
   QParams weight_qparams(const torch::Tensor& weight) const;
   QParams input_qparams() const;  // static activations, after freeze()
@@ -81,6 +84,7 @@ class FakeQuantLinear : public model::LinearWrapper {
   torch::Tensor frozen_, scale_version;         // buffers: bool, int64
 
  private:
+  QParams placeholder_qparams(const torch::Tensor& weight) const;
   torch::Tensor quantize_input(const torch::Tensor& x);
   Scheme scheme_;
   FakeQuantOptions options_;

@@ -1,6 +1,7 @@
 // The AdamW update on the owned ranges of the flat buffers; moments gathered for checkpoints.
 #include "trainer/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -13,6 +14,7 @@ AdamW::AdamW(FlatParameters& flat, AdamWOptions options, int rank)
   for (const auto& r : ranges_) owned += r.size();
   exp_avg_ = torch::zeros({owned}, flat_.values().options());
   exp_avg_sq_ = torch::zeros({owned}, flat_.values().options());
+  denom_ = torch::empty({std::min(kChunk, owned)}, flat_.values().options());
   int64_t state_offset = 0;
   for (const auto& r : ranges_) {
     params_.push_back(flat_.values_at(r.begin, r.size()));
@@ -37,12 +39,20 @@ void AdamW::step(double lr) {
   if (options_.weight_decay != 0 && !decayed_.empty()) at::_foreach_mul_(decayed_, 1.0 - lr * options_.weight_decay);
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
+  // In chunks, so that the denominator's temporary is one chunk, not a copy of the moments
+  // (4 bytes per owned parameter at the peak otherwise).
   for (size_t i = 0; i < ranges_.size(); ++i) {  // one range unless sharded
-    const auto& g = grads_[i];
-    exp_avgs_[i].lerp_(g, 1.0 - options_.beta1);
-    exp_avg_sqs_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
-    auto denom = (exp_avg_sqs_[i].sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
-    params_[i].addcdiv_(exp_avgs_[i], denom, -lr / bias_correction1);
+    const int64_t size = ranges_[i].size();
+    for (int64_t begin = 0; begin < size; begin += kChunk) {
+      const int64_t length = std::min(kChunk, size - begin);
+      const auto g = grads_[i].narrow(0, begin, length), m = exp_avgs_[i].narrow(0, begin, length);
+      const auto v = exp_avg_sqs_[i].narrow(0, begin, length), p = params_[i].narrow(0, begin, length);
+      m.lerp_(g, 1.0 - options_.beta1);
+      v.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
+      auto denom = denom_.narrow(0, 0, length);
+      at::sqrt_out(denom, v).div_(std::sqrt(bias_correction2)).add_(options_.eps);
+      p.addcdiv_(m, denom, -lr / bias_correction1);
+    }
   }
 }
 

@@ -55,6 +55,8 @@ class AdamW {
   std::vector<FlatRange> ranges_;
   std::vector<Piece> pieces_;
   torch::Tensor exp_avg_, exp_avg_sq_;  // owned elements only, ranges_ one after another
+  static constexpr int64_t kChunk = int64_t{1} << 22;  // elements updated at once (16 MB of fp32)
+  torch::Tensor denom_;                                // one chunk's sqrt(v) + eps
   std::vector<torch::Tensor> params_, grads_, exp_avgs_, exp_avg_sqs_;  // per owned range
   std::vector<torch::Tensor> decayed_;  // owned parameter views that take weight decay
   int64_t step_ = 0;

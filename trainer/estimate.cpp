@@ -22,6 +22,7 @@ constexpr double kActivationBytesPerTokenPerLayerPerHidden = 34.0;  // Korthikan
 constexpr double kLossBytesPerLogit = 40.0;
 constexpr double kAssumedMfu = 0.30;         // measured 27-31% for the 1B job (docs/performance.md)
 constexpr double kGpuPeak = 989.4e12;        // H100/H200 dense bf16
+constexpr double kAdamWChunk = 1 << 22;      // elements the update does at once (trainer/adamw.h)
 
 model::ModelConfig student_config(const config::ModelSection& m, const model::ModelConfig* teacher) {
   if (m.student == "copy") return *teacher;
@@ -61,12 +62,22 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
     e.zero_stage = static_cast<int>(job.parallel.zero_stage);
     e.shards = e.zero_stage >= 1 ? std::max(1, ranks) : 1;
     const double n = e.shards, p = e.student_parameters;
-    const double bucket = static_cast<double>(job.parallel.bucket_mb << 20);
+    // A bucket is parallel.bucket_mb, or one parameter where a single one is larger (a
+    // bucket never splits one: the embeddings and the lm_head often are); fp32.
+    const double largest_parameter =
+        static_cast<double>(std::max({student.vocab_size * student.hidden_size,
+                                      student.intermediate_size * student.hidden_size,
+                                      student.num_attention_heads * student.head_dim * student.hidden_size}));
+    const double bucket = std::max(static_cast<double>(job.parallel.bucket_mb << 20), 4.0 * largest_parameter);
     // fp32 master weights (4), gradients (4) and AdamW's two fp32 moments (8) per parameter,
     // each divided over the ranks from the stage that shards it.
     e.weights_bytes = 4.0 * p / (e.zero_stage >= 3 ? n : 1.0);
     e.grads_bytes = e.zero_stage >= 2 ? 4.0 * p / n + 2.0 * bucket : 4.0 * p;  // + two staging buckets
-    e.optimizer_bytes = 8.0 * p / n;
+    // + one chunk of the update's denominator (trainer/adamw.h)
+    e.optimizer_bytes = 8.0 * p / n + 4.0 * std::min(kAdamWChunk, e.zero_stage >= 1 ? p / n : p);
+    // MPI's non-blocking collectives hold temporaries of about their message while in
+    // flight, at most 4 at once (trainer/mpi_collective.h); NCCL works in place.
+    if (!on_gpu && ranks > 1) e.collective_bytes = 4.0 * bucket;
     e.weights_grads_optimizer_bytes = e.weights_bytes + e.grads_bytes + e.optimizer_bytes;
     // ZeRO-Offload: the shards live in host memory; the device keeps the staging buckets.
     e.offloaded = job.parallel.offload_optimizer && e.zero_stage >= 3 && on_gpu;
@@ -99,8 +110,16 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
         e.teacher_bytes = compute_bytes * t;
       }
     }
-    const double per_layer = kActivationBytesPerTokenPerLayerPerHidden * tokens * student.hidden_size * (on_gpu ? 1.0 : 2.0);
-    // Checkpointed: each layer's input kept, and one layer's activations while it runs again.
+    // On the CPU (fp32, attention in plain LibTorch ops), per token: the norms' inputs and
+    // outputs, q and the attention output (9 x hidden with the rest), k and v before and after
+    // RoPE (3 x the kv width), the MLP's four products of the intermediate width, and the
+    // attention probabilities (heads x seq_len).
+    const double kv_width = static_cast<double>(student.num_key_value_heads * student.head_dim);
+    const double per_layer =
+        on_gpu ? kActivationBytesPerTokenPerLayerPerHidden * tokens * student.hidden_size
+               : 4.0 * tokens *
+                     (9.0 * student.hidden_size + 3.0 * kv_width + 4.0 * student.intermediate_size +
+                      static_cast<double>(student.num_attention_heads * job.data.seq_len));
     e.activation_bytes = checkpointed ? compute_bytes * tokens * student.hidden_size * student.num_hidden_layers + per_layer
                                       : per_layer * student.num_hidden_layers;
     const double loss_tokens = job.distill.loss_chunk_tokens > 0
@@ -108,7 +127,7 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
                                    : tokens;
     e.logits_bytes = kLossBytesPerLogit * loss_tokens * student.vocab_size;
     e.total_bytes = device_state + e.gathered_bytes + e.autocast_copies_bytes + e.fake_quant_bytes +
-                    e.teacher_bytes + e.activation_bytes + e.logits_bytes;
+                    e.teacher_bytes + e.activation_bytes + e.logits_bytes + e.collective_bytes;
     e.tokens_per_step = static_cast<double>(job.data.global_batch_size * job.data.seq_len);
     e.flops_per_step = e.tokens_per_step * model::distill_flops_per_token(student, teacher.get(), job.data.seq_len);
   } catch (const std::exception& ex) {
@@ -149,6 +168,10 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
   if (e.teacher_parameters > 0) {
     std::snprintf(line, sizeof(line), "#   teacher %.3gB parameters: %s%s\n", e.teacher_parameters / 1e9,
                   gb(e.teacher_bytes).c_str(), e.teacher_sharded ? " (sharded, gathered layer by layer)" : "");
+    out += line;
+  }
+  if (e.collective_bytes > 0) {
+    std::snprintf(line, sizeof(line), "#   MPI's buffers for the collectives in flight %s\n", gb(e.collective_bytes).c_str());
     out += line;
   }
   std::snprintf(line, sizeof(line), "#   activations %s, loss over the vocabulary %s\n#   total about %s%s\n",

@@ -15,7 +15,7 @@ struct JobEstimate {
   int shards = 1;                            // ranks that split the sharded state (ZeRO), else 1
   double weights_bytes = 0;                  // fp32 master weights (stage 3: / ranks)
   double grads_bytes = 0;                    // fp32 gradients (stages 2, 3: / ranks, plus staging buckets)
-  double optimizer_bytes = 0;                // AdamW moments (stages 1-3: / ranks)
+  double optimizer_bytes = 0;                // AdamW moments (stages 1-3: / ranks) and the update's scratch
   double weights_grads_optimizer_bytes = 0;  // the three above (on the device unless offloaded)
   bool offloaded = false;                    // parallel.offload_optimizer: those three in host memory
   double host_bytes = 0;                     // host memory they take per rank when offloaded
@@ -26,6 +26,7 @@ struct JobEstimate {
   bool teacher_sharded = false;
   double activation_bytes = 0;               // student activations kept for backward
   double logits_bytes = 0;                   // the loss temporaries over the vocabulary (one chunk of tokens)
+  double collective_bytes = 0;               // CPU: MPI's temporaries for the collectives in flight
   double total_bytes = 0;                    // device memory (host memory on the CPU)
   double tokens_per_step = 0;                // all ranks
   double flops_per_step = 0;                 // all ranks

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "model/layers.h"
 #include "quant/model_state.h"
 
 namespace qtrain::trainer {
@@ -77,14 +78,12 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
                                                : tensor_options;
   if (owns_values_only()) {
     values_ = torch::zeros({owned}, stored_options);
-    for (const auto& e : entries_) {
-      const auto piece = *owned_piece(e.name);
-      if (piece.length > 0)
-        values_at(piece.flat_begin, piece.length).copy_(e.param.reshape({-1}).narrow(0, piece.param_begin, piece.length));
-    }
+    for (const auto& e : entries_)
+      if (model::materialised(e.param)) fill(e.name, e.param);  // a skeleton's come later
   } else {
     values_ = torch::zeros({total}, tensor_options);
     for (auto& e : entries_) {
+      QT_REQUIRE(model::materialised(e.param), "a parameter without values below ZeRO stage 3: " + e.name);
       values_.narrow(0, e.offset, e.numel).copy_(e.param.reshape({-1}));
       // The module keeps its Parameter object; only its storage moves into the flat buffer.
       e.param.set_(values_.storage(), e.offset, e.param.sizes(), e.param.contiguous().strides());
@@ -92,6 +91,21 @@ FlatParameters::FlatParameters(const std::vector<std::pair<std::string, torch::T
   }
   if (options_.with_grads) grads_ = torch::zeros({owns_grads_only() ? owned : total}, owns_values_only() ? stored_options : tensor_options);
   bind_grads();
+}
+
+void FlatParameters::fill(const std::string& name, const torch::Tensor& value) {
+  const auto* e = entry(name);
+  QT_REQUIRE(e, "no flat parameter named " + name);
+  QT_REQUIRE(value.numel() == e->numel, "a value of " + std::to_string(value.numel()) + " elements for " + name +
+                                            ", which has " + std::to_string(e->numel));
+  torch::NoGradGuard no_grad;
+  const auto flat_value = value.reshape({-1});
+  if (!owns_values_only()) {
+    values_.narrow(0, e->offset, e->numel).copy_(flat_value);
+    return;
+  }
+  const auto piece = *owned_piece(name);
+  if (piece.length > 0) values_at(piece.flat_begin, piece.length).copy_(flat_value.narrow(0, piece.param_begin, piece.length));
 }
 
 std::vector<FlatRange> FlatParameters::owned_ranges(int rank) const {

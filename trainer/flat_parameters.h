@@ -12,7 +12,8 @@
 //   stage 3:    values and gradients only of its segments; a bucket never spans two units
 //               (a decoder layer, or the rest of the model), so that a unit's weights are
 //               gathered by whole buckets (trainer/sharded_model.h). The parameters are
-//               left as they are, for the sharded model to re-bind.
+//               left as they are, for the sharded model to re-bind; they may be a
+//               skeleton's, without memory, whose values come through fill().
 // Owned storage lays rank r's segments one after another, in bucket order; values_at() and
 // grads_at() translate a range of the flat (global) layout into it.
 #pragma once
@@ -102,6 +103,10 @@ class FlatParameters {
   // when the storage is owned).
   torch::Tensor values_at(int64_t begin, int64_t length);
   torch::Tensor grads_at(int64_t begin, int64_t length);
+  // Stores what this rank keeps of `value`, the full value of parameter `name` (any dtype
+  // and device; only the owned piece is read). At stage 3 this is how the parameters of a
+  // skeleton (model::Skeleton, which the constructor skips) get their values, one at a time.
+  void fill(const std::string& name, const torch::Tensor& value);
   void zero_grad();
   // Re-points every parameter's .grad at its slice of grads() (after anything replaced it);
   // with owned gradient storage, clears them instead (GradSync packs them per bucket).

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 
 #include "common/error.h"
@@ -69,60 +70,144 @@ void check_same_vocabulary(const model::ModelConfig& teacher, const std::string&
         .expected(std::to_string(teacher.vocab_size) + ", the teacher's: distillation compares distributions over one vocabulary");
 }
 
+torch::Tensor teacher_init_value(const std::string& student_name, torch::IntArrayRef sizes, int64_t student_layers,
+                                 int64_t teacher_layers, const std::function<torch::Tensor(const std::string&)>& teacher) {
+  auto name = student_name;
+  const auto layer = layer_of(name);
+  if (layer >= 0) name = with_layer(name, layer * teacher_layers / student_layers);
+  auto from = teacher(name);
+  if (!from.defined() || from.dim() != static_cast<int64_t>(sizes.size())) return {};
+  for (int64_t d = 0; d < from.dim(); ++d)
+    if (sizes[d] > from.size(d)) return {};
+  for (int64_t d = 0; d < from.dim(); ++d) from = from.narrow(d, 0, sizes[d]);
+  return from;
+}
+
 void init_from_teacher(model::CausalLMImpl& student, model::CausalLMImpl& teacher) {
   torch::NoGradGuard no_grad;
-  const auto n = student.config().num_hidden_layers, big_n = teacher.config().num_hidden_layers;
   auto source = teacher.named_parameters();
+  const auto lookup = [&](const std::string& name) {
+    const auto* p = source.find(name);
+    return p ? *p : torch::Tensor();
+  };
   for (auto& item : student.named_parameters()) {
-    auto name = item.key();
-    const auto layer = layer_of(name);
-    if (layer >= 0) name = with_layer(name, layer * big_n / n);
-    const auto* from = source.find(name);
-    if (!from) continue;
     auto& to = item.value();
-    if (to.dim() != from->dim()) continue;
-    bool fits = true;
-    for (int64_t d = 0; d < to.dim(); ++d) fits = fits && to.size(d) <= from->size(d);
-    if (!fits) continue;
-    auto slice = *from;
-    for (int64_t d = 0; d < to.dim(); ++d) slice = slice.narrow(d, 0, to.size(d));
-    to.copy_(slice);
+    const auto from = teacher_init_value(item.key(), to.sizes(), student.config().num_hidden_layers,
+                                         teacher.config().num_hidden_layers, lookup);
+    if (from.defined()) to.copy_(from);
   }
 }
 
+namespace {
+
+// Where a student's weights come from: a checkpoint folder (copy, or its own), or none
+// (initialised: seeded, then from the teacher with student_init: teacher).
+struct StudentPlan {
+  model::ModelConfig config;
+  std::string source;  // where the config came from, for errors
+  std::optional<model::HFCheckpoint> weights;
+};
+
+StudentPlan plan_student(const config::ModelSection& section, const model::ModelConfig* teacher) {
+  const std::string teacher_source = section.teacher + "/config.json";
+  if (section.student == "copy") {
+    auto ck = model::HFCheckpoint::open(section.teacher);
+    return {ck.config(), teacher_source, ck};
+  }
+  if (section.student != "config") {
+    auto ck = model::HFCheckpoint::open(section.student);
+    return {ck.config(), section.student + "/config.json", ck};
+  }
+  nlohmann::json config;
+  std::string source;
+  if (!section.student_config.empty()) {
+    config = read_json_file(section.student_config, "model.student_config");
+    source = section.student_config;
+  } else {
+    QT_REQUIRE(teacher, "model.student: config without model.student_config needs a teacher to start from");
+    config = teacher->raw;
+    source = teacher_source + " with model.student_overrides";
+  }
+  config = apply_overrides(std::move(config), section.student_overrides);
+  if (section.student_init == "teacher") QT_REQUIRE(teacher, "model.student_init: teacher needs a teacher");
+  return {model::ModelConfig::from_json(config, source), source, std::nullopt};
+}
+
+// The checkpoint's tensors for `shapes`, in order, as views of the mapping.
+std::function<void(const ValueFn&)> values_of(const model::HFCheckpoint& ck, const model::ParameterShapes& shapes) {
+  return [ck, shapes](const ValueFn& fn) {
+    for (const auto& item : shapes) fn(item.first, ck.tensor(item.first));
+  };
+}
+
+}  // namespace
+
 model::CausalLM build_student(const config::ModelSection& section, model::CausalLM teacher,
                               torch::Device device, uint64_t seed) {
-  const std::string teacher_source = section.teacher + "/config.json";
-  model::CausalLM student{nullptr};
-  std::string source;
-  if (section.student == "copy") {
-    student = model::load_causal_lm(section.teacher, {device, torch::kFloat32});
-    source = teacher_source;
-  } else if (section.student == "config") {
-    nlohmann::json config;
-    if (!section.student_config.empty()) {
-      config = read_json_file(section.student_config, "model.student_config");
-      source = section.student_config;
-    } else {
-      QT_REQUIRE(teacher, "model.student: config without model.student_config needs a teacher to start from");
-      config = teacher->config().raw;
-      source = teacher_source + " with model.student_overrides";
-    }
-    config = apply_overrides(std::move(config), section.student_overrides);
-    student = model::CausalLM(model::ModelConfig::from_json(config, source));
-    model::init_weights(*student, section.init_std, seed);
-    if (section.student_init == "teacher") {
-      QT_REQUIRE(teacher, "model.student_init: teacher needs a teacher");
-      init_from_teacher(*student, *teacher);
-    }
+  auto plan = plan_student(section, teacher ? &teacher->config() : nullptr);
+  model::CausalLM student(plan.config);
+  if (plan.weights) {
     student->to(device, torch::kFloat32);
+    model::load_weights(*student, *plan.weights);
   } else {
-    student = model::load_causal_lm(section.student, {device, torch::kFloat32});
-    source = section.student + "/config.json";
+    model::init_weights(*student, section.init_std, seed);
+    if (section.student_init == "teacher") init_from_teacher(*student, *teacher);
+    student->to(device, torch::kFloat32);
   }
-  if (teacher) check_same_vocabulary(teacher->config(), teacher_source, student->config(), source);
+  if (teacher)
+    check_same_vocabulary(teacher->config(), section.teacher + "/config.json", student->config(), plan.source);
   student->train();
   return student;
+}
+
+ModelSkeleton teacher_skeleton(const config::ModelSection& section, torch::Device device, torch::ScalarType dtype) {
+  if (section.teacher == "none") return {};
+  const auto ck = model::HFCheckpoint::open(section.teacher);
+  ModelSkeleton out;
+  {
+    model::Skeleton skeleton(torch::TensorOptions().device(device).dtype(dtype));
+    out.model = model::CausalLM(ck.config());
+  }
+  model::check_weights(*out.model, ck);
+  for (auto& p : out.model->parameters()) p.set_requires_grad(false);
+  out.model->eval();
+  out.for_each_value = values_of(ck, model::parameter_shapes(*out.model));
+  return out;
+}
+
+ModelSkeleton student_skeleton(const config::ModelSection& section, const model::ModelConfig* teacher,
+                               torch::ScalarType teacher_dtype, torch::Device device, uint64_t seed) {
+  auto plan = plan_student(section, teacher);
+  ModelSkeleton out;
+  {
+    model::Skeleton skeleton(torch::TensorOptions().device(device).dtype(torch::kFloat32));
+    out.model = model::CausalLM(plan.config);
+  }
+  if (teacher) check_same_vocabulary(*teacher, section.teacher + "/config.json", plan.config, plan.source);
+  const auto shapes = model::parameter_shapes(*out.model);
+  if (plan.weights) {
+    model::check_weights(*out.model, *plan.weights);
+    out.for_each_value = values_of(*plan.weights, shapes);
+  } else {
+    // As build_student: the seeded values, each replaced by the teacher's slice where one
+    // fits, rounded through the teacher's dtype as the loaded teacher holds it.
+    std::optional<model::HFCheckpoint> from;
+    if (section.student_init == "teacher") from = model::HFCheckpoint::open(section.teacher);
+    const bool tied = teacher && teacher->tie_word_embeddings;
+    const auto layers = plan.config.num_hidden_layers, teacher_layers = teacher ? teacher->num_hidden_layers : 0;
+    out.for_each_value = [=, init_std = section.init_std](const ValueFn& fn) {
+      const auto lookup = [&](const std::string& name) {
+        if (!from || !from->contains(name) || (tied && name == "lm_head.weight")) return torch::Tensor();
+        return from->tensor(name);
+      };
+      model::for_each_initial_value(shapes, init_std, seed, [&](const std::string& name, const torch::Tensor& value) {
+        const auto slice = teacher_init_value(name, value.sizes(), layers, teacher_layers, lookup);
+        fn(name, slice.defined() ? slice.to(teacher_dtype) : value);
+      });
+    };
+  }
+  out.model->train();
+  return out;
 }
 
 }  // namespace qtrain::trainer

@@ -1,5 +1,5 @@
 // MPI_Iallreduce, MPI_Ireduce_scatter_block and MPI_Iallgather (all in place) on fp32/fp64
-// host tensors; MPI_Waitall at wait().
+// host tensors, at most kMaxInFlight at once; wait() completes them in order.
 #include "trainer/mpi_collective.h"
 
 #include "common/dist.h"
@@ -27,20 +27,28 @@ int segment_elements(const torch::Tensor& tensor, int world, const char* what) {
 MpiCollective::MpiCollective() : rank_(dist::rank()), world_(dist::world_size()) {}
 
 MpiCollective::~MpiCollective() {
-  if (!pending_.empty()) MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+  for (auto& p : pending_) MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+}
+
+void MpiCollective::start(MPI_Request request, torch::Tensor move_to, torch::Tensor move_from) {
+  pending_.push_back({request, std::move(move_to), std::move(move_from)});
+  if (pending_.size() > kMaxInFlight) finish_oldest();
+}
+
+void MpiCollective::finish_oldest() {
+  auto& p = pending_.front();
+  MPI_CHECK(MPI_Wait(&p.request, MPI_STATUS_IGNORE));
+  if (p.move_to.defined()) p.move_to.copy_(p.move_from);  // disjoint segments
+  pending_.pop_front();
 }
 
 void MpiCollective::all_reduce_sum(const torch::Tensor& tensor) {
   if (world_ == 1) return;
-  TORCH_CHECK(tensor.device().is_cpu() && tensor.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
-  MPI_Datatype type = MPI_FLOAT;
-  if (tensor.scalar_type() == torch::kFloat64) type = MPI_DOUBLE;
-  else TORCH_CHECK(tensor.scalar_type() == torch::kFloat32, "MPI all-reduce supports fp32 and fp64");
-  TORCH_CHECK(tensor.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  const MPI_Datatype type = mpi_type(tensor, "all-reduce");
   MPI_Request request;
   MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, tensor.data_ptr(), static_cast<int>(tensor.numel()), type, MPI_SUM,
                            MPI_COMM_WORLD, &request));
-  pending_.push_back(request);
+  start(request);
 }
 
 void MpiCollective::reduce_scatter_sum(const torch::Tensor& tensor) {
@@ -49,9 +57,10 @@ void MpiCollective::reduce_scatter_sum(const torch::Tensor& tensor) {
   const int segment = segment_elements(tensor, world_, "reduce-scatter");
   MPI_Request request;
   MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, tensor.data_ptr(), segment, type, MPI_SUM, MPI_COMM_WORLD, &request));
-  pending_.push_back(request);
   if (rank_ != 0)
-    moves_after_wait_.emplace_back(tensor.narrow(0, int64_t{rank_} * segment, segment), tensor.narrow(0, 0, segment));
+    start(request, tensor.narrow(0, int64_t{rank_} * segment, segment), tensor.narrow(0, 0, segment));
+  else
+    start(request);
 }
 
 void MpiCollective::all_gather(const torch::Tensor& tensor) {
@@ -61,7 +70,7 @@ void MpiCollective::all_gather(const torch::Tensor& tensor) {
   MPI_Request request;
   // In place: each rank's contribution is already where it is received (segment rank).
   MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, tensor.data_ptr(), segment, type, MPI_COMM_WORLD, &request));
-  pending_.push_back(request);
+  start(request);
 }
 
 void MpiCollective::broadcast(const torch::Tensor& tensor, int root) {
@@ -76,11 +85,7 @@ void MpiCollective::broadcast(const torch::Tensor& tensor, int root) {
 }
 
 void MpiCollective::wait() {
-  if (pending_.empty()) return;
-  MPI_CHECK(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE));
-  pending_.clear();
-  for (auto& [destination, source] : moves_after_wait_) destination.copy_(source);  // disjoint segments
-  moves_after_wait_.clear();
+  while (!pending_.empty()) finish_oldest();
 }
 
 }  // namespace qtrain::trainer

@@ -2,7 +2,7 @@
 #pragma once
 #include <mpi.h>
 
-#include <vector>
+#include <deque>
 
 #include "trainer/collective.h"
 
@@ -21,11 +21,22 @@ class MpiCollective : public Collective {
   void wait() override;
 
  private:
+  // Open MPI's non-blocking collectives (libnbc) hold temporaries of about the message's
+  // size while in flight: at most this many are, so that their memory stays a few buckets
+  // however many buckets a step launches (without a bound, ZeRO-0/1's gradients and ZeRO-1's
+  // parameters would all be in flight at once, doubling their memory).
+  static constexpr size_t kMaxInFlight = 4;
+  struct Pending {
+    MPI_Request request;
+    // In-place MPI_Reduce_scatter_block leaves the result in the first segment: copied to
+    // the rank's own segment (destination, source) once the request is done.
+    torch::Tensor move_to, move_from;
+  };
+  void start(MPI_Request request, torch::Tensor move_to = {}, torch::Tensor move_from = {});
+  void finish_oldest();
+
   int rank_ = 0, world_ = 1;
-  std::vector<MPI_Request> pending_;
-  // In-place MPI_Reduce_scatter_block leaves the result in the first segment: copied to the
-  // rank's own segment (destination, source) once the request is done.
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> moves_after_wait_;
+  std::deque<Pending> pending_;
 };
 
 }  // namespace qtrain::trainer

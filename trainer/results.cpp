@@ -132,6 +132,11 @@ void RunResults::kernels(const nlohmann::json& choices) {
   write();
 }
 
+void RunResults::memory(int64_t peak, int64_t baseline, double estimate) {
+  results_["memory"] = {{"peak_bytes", peak}, {"baseline_bytes", baseline}, {"estimate_bytes", estimate}};
+  write();
+}
+
 void RunResults::write() const {
   if (!dist::is_main()) return;
   fs::create_directories(job_.run.output_dir);

@@ -35,6 +35,9 @@ class RunResults {
   void exported(const std::string& dir, const std::vector<quant::LayerQuantError>& errors);
   // The kernel switches in effect (common/kernels.h), as "kernels".
   void kernels(const nlohmann::json& choices);
+  // After the training steps, as "memory" (bytes, the largest rank's): the peak so far, the
+  // process's baseline before the models were built, and the --dry-run estimate.
+  void memory(int64_t peak, int64_t baseline, double estimate);
 
  private:
   void write() const;

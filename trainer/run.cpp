@@ -22,6 +22,7 @@
 #include "quant/model_state.h"
 #include "quant/quant_error.h"
 #include "trainer/checkpoint.h"
+#include "trainer/estimate.h"
 #include "trainer/fault_injection.h"
 #include "trainer/metrics_logger.h"
 #include "trainer/quantization.h"
@@ -276,6 +277,12 @@ StepResult run_step(StepContext& ctx, const data::StepBatch& batch, double lr, c
   }
 }
 
+int64_t largest_over_ranks(int64_t bytes) {
+  double value[1] = {static_cast<double>(bytes)};
+  dist::allreduce_max(value, 1);
+  return static_cast<int64_t>(value[0]);
+}
+
 data::LoaderOptions loader_options(const Session& s) {
   data::LoaderOptions o;
   o.seq_len = s.job.data.seq_len;
@@ -296,6 +303,8 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   const bool main_rank = dist::is_main();
   check_kernel_switches(true);  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
   check_token_files_tokenizer(job);
+  const auto device = resolve_device(job.model.device);
+  const int64_t baseline = largest_over_ranks(baseline_memory_bytes(device));
   Session s(job);
   const auto kernels = check_kernel_switches(s.device.is_cuda());
   if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
@@ -363,9 +372,10 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     if (state.step % job.logging.every_steps == 0 || state.step == job.training.steps || r.skipped) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
       const double tps = seconds > 0 ? static_cast<double>(window_tokens) / seconds : 0.0;
+      const int64_t memory = largest_over_ranks(peak_memory_bytes(s.device));  // every rank logs at this step
       if (metrics)
-        metrics->log(state.step, step_record(r, lr, tps, peak > 0 ? tps * flops_per_token / peak : 0.0,
-                                             peak_memory_bytes(s.device), state.skipped_steps));
+        metrics->log(state.step, step_record(r, lr, tps, peak > 0 ? tps * flops_per_token / peak : 0.0, memory,
+                                             state.skipped_steps));
       window_start = std::chrono::steady_clock::now();
       window_tokens = 0;
     }
@@ -392,8 +402,10 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     }
   }
 
-  // Finish: the final evaluation, the export and its measurement, the report.
+  // Finish: the memory the steps took, the final evaluation, the export and its measurement, the report.
   progress.finish();
+  results.memory(largest_over_ranks(peak_memory_bytes(s.device)), baseline,
+                 estimate_job(job, dist::world_size(), s.device.is_cuda()).total_bytes);
   double final_ppl = 0.0;
   if (evaluator.enabled()) {
     watchdog.beat("final evaluation");

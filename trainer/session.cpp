@@ -3,9 +3,12 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <map>
+
 #include "common/device.h"
 #include "common/dist.h"
 #include "common/error.h"
+#include "quant/quantized_model.h"
 #include "trainer/models.h"
 #include "trainer/quantization.h"
 
@@ -36,6 +39,32 @@ distill::DistillOptions distill_options(const config::DistillSection& d) {
   o.teacher_layers = d.teacher_layers;
   o.loss_chunk_tokens = d.loss_chunk_tokens;
   return o;
+}
+
+// ZeRO-3 start-up: each value of a skeleton's parameters goes into this rank's segments as it
+// is made. A fake-quantized layer takes its initial (min-max) weight parameters from the
+// full fp32 weight as it passes, as it would have from the loaded weight; a learned scale
+// goes into the flat parameters too. Then the source is dropped, and with it the mapping of
+// its checkpoint, whose pages read so far count in this process's resident memory.
+void stream_values(ModelSkeleton& source, model::CausalLMImpl& model, FlatParameters& flat) {
+  const auto quantized = quant::fake_quant_layers(model);
+  std::map<const void*, std::string> flat_name;
+  for (const auto& e : flat.entries()) flat_name[e.param.unsafeGetTensorImpl()] = e.name;
+  torch::NoGradGuard no_grad;
+  source.for_each_value([&](const std::string& name, const torch::Tensor& value) {
+    flat.fill(name, value);
+    const auto dot = name.rfind('.');
+    if (dot == std::string::npos || name.compare(dot, std::string::npos, ".weight") != 0) return;
+    const auto it = quantized.find(name.substr(0, dot));
+    if (it == quantized.end() || !it->second->scheme().weights) return;
+    auto& layer = *it->second;
+    const auto qp = layer.initial_weight_qparams(value.to(flat.device(), torch::kFloat32));
+    layer.weight_scale.copy_(qp.scale);
+    layer.weight_zero_point.copy_(qp.zero_point);
+    const auto learned = flat_name.find(layer.weight_scale.unsafeGetTensorImpl());
+    if (learned != flat_name.end()) flat.fill(learned->second, layer.weight_scale);
+  });
+  source.for_each_value = nullptr;
 }
 
 }  // namespace
@@ -75,15 +104,28 @@ Session::Session(const config::JobConfig& job_config)
         .key("model.dtype")
         .expected("fp32 (or auto) with parallel.zero_stage 3 on the CPU");
 
-  // Models and the objective.
-  teacher = load_teacher(job.model, device, compute_dtype);
-  student = build_student(job.model, teacher, device, static_cast<uint64_t>(job.run.seed));
+  // Models and the objective. At ZeRO-3 they are skeletons, their values streamed into the
+  // shards below, so that no rank ever holds a whole model (unless the teacher is replicated).
+  const auto seed = static_cast<uint64_t>(job.run.seed);
+  ModelSkeleton teacher_source, student_source;
+  if (stage >= 3 && job.parallel.shard_teacher) {
+    teacher_source = teacher_skeleton(job.model, device, compute_dtype);
+    teacher = teacher_source.model;
+  } else {
+    teacher = load_teacher(job.model, device, compute_dtype);
+  }
+  if (stage >= 3) {
+    student_source = student_skeleton(job.model, teacher ? &teacher->config() : nullptr, compute_dtype, device, seed);
+    student = student_source.model;
+  } else {
+    student = build_student(job.model, teacher, device, seed);
+  }
   quantized = attach_quantization(job.quant, *student);
   pruning = StudentPruning::attach(job, student, compute_dtype);  // after quantization: checks its groups
   const auto student_width = student->config().hidden_size;
   projections = distill::HiddenProjections(distill_options(job.distill), student_width,
                                            teacher ? teacher->config().hidden_size : student_width);
-  init_projections(*projections, job.model.init_std, static_cast<uint64_t>(job.run.seed) + 1);
+  init_projections(*projections, job.model.init_std, seed + 1);
   projections->to(device, torch::kFloat32);
   extras = named(*projections, "distill.");
   loss = std::make_unique<distill::DistillLoss>(distill_options(job.distill), student, teacher, projections,
@@ -93,9 +135,6 @@ Session::Session(const config::JobConfig& job_config)
   auto trainable = named(*student);
   trainable.insert(trainable.end(), extras.begin(), extras.end());
   collective = make_collective(device);
-  // Every replica starts from rank 0's weights, as DDP does.
-  if (stage >= 3)
-    for (auto& [name, p] : trainable) collective->broadcast(p, 0);
   // ZeRO: the flat buffers' buckets split into one segment per rank; each rank's optimizer
   // owns its segments (and from stage 2 its gradients, at stage 3 its weights too).
   FlatOptions flat_options;
@@ -106,8 +145,11 @@ Session::Session(const config::JobConfig& job_config)
   flat_options.unit_of = sharding_unit;
   flat_options.offload = job.parallel.offload_optimizer;
   flat = std::make_unique<FlatParameters>(trainable, flat_options);
+  // Every replica starts from rank 0's weights, as DDP does. At stage 3 every rank made the
+  // same values (read from the same files, or generated from the same seed).
   if (stage < 3) collective->broadcast(flat->values(), 0);
   if (stage >= 3) {
+    stream_values(student_source, *student, *flat);
     shards.student = std::make_unique<ShardedModel>(*student, *flat, *collective, compute_dtype,
                                                     job.training.activation_checkpointing);
     if (teacher && job.parallel.shard_teacher) {
@@ -115,6 +157,7 @@ Session::Session(const config::JobConfig& job_config)
       teacher_options.with_grads = false;
       teacher_options.offload = false;  // its shard stays on the device: gathered twice a step
       shards.teacher_flat = std::make_unique<FlatParameters>(named(*teacher), teacher_options);
+      stream_values(teacher_source, *teacher, *shards.teacher_flat);
       shards.teacher = std::make_unique<ShardedModel>(*teacher, *shards.teacher_flat, *collective,
                                                       shards.teacher_flat->values().scalar_type(), false);
     }

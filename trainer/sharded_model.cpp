@@ -153,7 +153,14 @@ void ShardedModel::launch(Unit& u) {
   torch::NoGradGuard no_grad;
   for (size_t b : u.buckets) {
     auto& buffer = buffers_[b];
-    compat::allocate_storage(buffer, static_cast<size_t>(buffer.numel()) * buffer.element_size());
+    const auto nbytes = static_cast<size_t>(buffer.numel()) * buffer.element_size();
+    auto& pool = free_blocks_[nbytes];
+    if (!buffer.is_cuda() && !pool.empty()) {
+      compat::put_storage(buffer, std::move(pool.back()), nbytes);
+      pool.pop_back();
+    } else {
+      compat::allocate_storage(buffer, nbytes);
+    }
     const auto segment = flat_.owned_segment(b);
     buffer.narrow(0, segment.begin - flat_.buckets()[b].begin, segment.size())
         .copy_(flat_.values_at(segment.begin, segment.size()));
@@ -179,7 +186,13 @@ void ShardedModel::release(int unit_index) {
   auto& u = unit(unit_index);
   QT_REQUIRE(u.holders > 0, "a unit released more often than gathered");
   if (--u.holders > 0) return;  // held means waited for: no collective still writes into it
-  for (size_t b : u.buckets) compat::release_storage(buffers_[b]);
+  for (size_t b : u.buckets) {
+    auto& buffer = buffers_[b];
+    if (buffer.is_cuda())
+      compat::release_storage(buffer);  // back to the caching allocator
+    else
+      free_blocks_[static_cast<size_t>(buffer.numel()) * buffer.element_size()].push_back(compat::take_storage(buffer));
+  }
 }
 
 void ShardedModel::write_back(const Unit& u) {

@@ -41,6 +41,9 @@ config::JobConfig llama3_int4_job(const std::filesystem::path& dir, int hidden, 
   return job;
 }
 
+// One chunk of the AdamW update's denominator (trainer/adamw.h), in fp32.
+constexpr double kAdamWScratch = 4.0 * (1 << 22);
+
 // configs/gpu_distill_1b.yaml with its teacher, the shape scripts/make_random_teacher.py makes.
 config::JobConfig distill_1b(const std::filesystem::path& dir) {
   return copy_job(dir, R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -58,7 +61,7 @@ TEST(Estimate, MatchesTheMeasuredPeakOfThe1BDistillation) {
   ASSERT_EQ(e.problem, "");
   EXPECT_DOUBLE_EQ(e.student_parameters, parameters);
   EXPECT_NEAR(parameters, 1.2358e9, 0.0001e9);  // Llama-3.2-1B
-  EXPECT_DOUBLE_EQ(e.weights_grads_optimizer_bytes, 16 * parameters);
+  EXPECT_DOUBLE_EQ(e.weights_grads_optimizer_bytes, 16 * parameters + kAdamWScratch);
   EXPECT_DOUBLE_EQ(e.teacher_bytes, 2 * parameters);
   EXPECT_DOUBLE_EQ(e.logits_bytes, 40.0 * 4096 * 128256);
   EXPECT_DOUBLE_EQ(e.tokens_per_step, 16.0 * 2048);
@@ -88,21 +91,24 @@ TEST(Estimate, ZeroStage1ShardsTheAdamWMomentsOverTheRanks) {
   job.parallel.zero_stage = 1;
   const JobEstimate sharded = estimate_job(job, 4, true);
   ASSERT_EQ(sharded.problem, "");
-  EXPECT_DOUBLE_EQ(replicated.weights_grads_optimizer_bytes, 16 * replicated.student_parameters);
-  EXPECT_DOUBLE_EQ(sharded.weights_grads_optimizer_bytes, 10 * sharded.student_parameters);
+  EXPECT_DOUBLE_EQ(replicated.weights_grads_optimizer_bytes, 16 * replicated.student_parameters + kAdamWScratch);
+  EXPECT_DOUBLE_EQ(sharded.weights_grads_optimizer_bytes, 10 * sharded.student_parameters + kAdamWScratch);
   EXPECT_DOUBLE_EQ(replicated.total_bytes - sharded.total_bytes, 6 * sharded.student_parameters);
-  EXPECT_DOUBLE_EQ(estimate_job(job, 1, true).weights_grads_optimizer_bytes, 16 * sharded.student_parameters);
+  EXPECT_DOUBLE_EQ(estimate_job(job, 1, true).weights_grads_optimizer_bytes,
+                   16 * sharded.student_parameters + kAdamWScratch);
   EXPECT_NE(describe_estimate(sharded, 4, true).find("(ZeRO-1: AdamW sharded over 4 ranks)"), std::string::npos)
       << describe_estimate(sharded, 4, true);
 }
 
 // ZeRO-2 adds the gradients to what is split (4 + 4 / n + 8 / n bytes per parameter, plus
-// two staging buckets), ZeRO-3 the master weights (16 / n), plus what it gathers: the root
-// unit and two decoder layers of student and teacher in the compute dtype.
+// two staging buckets, each as large as the largest parameter where that exceeds
+// parallel.bucket_mb: here the tied 128k x 2048 embedding), ZeRO-3 the master weights
+// (16 / n), plus what it gathers: the root unit and two decoder layers of student and
+// teacher in the compute dtype.
 TEST(Estimate, ZeroStages2And3ShardGradientsThenWeights) {
   const auto dir = testing::scratch_dir();
   auto job = distill_1b(dir);
-  const double bucket = 2.0 * (25 << 20);
+  const double bucket = 2.0 * 4 * 128256.0 * 2048 + kAdamWScratch;
   job.parallel.zero_stage = 2;
   const JobEstimate two = estimate_job(job, 4, true);
   EXPECT_DOUBLE_EQ(two.weights_grads_optimizer_bytes, 7 * two.student_parameters + bucket);
@@ -155,7 +161,7 @@ TEST(Estimate, Llama3_70BStudentAndTeacherFit75GBPerRankWithOffload) {
   const JobEstimate offloaded = estimate_job(job, 16, true);
   EXPECT_TRUE(offloaded.offloaded);
   EXPECT_LT(offloaded.total_bytes, 75e9) << describe_estimate(offloaded, 16, true);
-  EXPECT_NEAR(offloaded.host_bytes + 2.0 * (25 << 20), resident.weights_grads_optimizer_bytes, 1.0);
+  EXPECT_NEAR(offloaded.host_bytes + 2.0 * 4 * 128256.0 * 8192, resident.weights_grads_optimizer_bytes, 1.0);
   EXPECT_DOUBLE_EQ(resident.total_bytes - offloaded.total_bytes, offloaded.host_bytes);
   EXPECT_NE(describe_estimate(offloaded, 16, true).find("of host memory"), std::string::npos);
   EXPECT_FALSE(estimate_job(job, 16, false).offloaded);  // on the CPU, host memory is all there is
