@@ -183,10 +183,9 @@ ModelSkeleton student_skeleton(const config::ModelSection& section, const model:
     model::Skeleton skeleton(torch::TensorOptions().device(device).dtype(torch::kFloat32));
     out.model = model::CausalLM(plan.config);
   }
-  if (teacher) check_same_vocabulary(*teacher, section.teacher + "/config.json", plan.config, plan.source);
   const auto shapes = model::parameter_shapes(*out.model);
   if (plan.weights) {
-    model::check_weights(*out.model, *plan.weights);
+    model::check_weights(*out.model, *plan.weights);  // as build_student: the weights first, then the vocabulary
     out.for_each_value = values_of(*plan.weights, shapes);
   } else {
     // As build_student: the seeded values, each replaced by the teacher's slice where one
@@ -206,6 +205,7 @@ ModelSkeleton student_skeleton(const config::ModelSection& section, const model:
       });
     };
   }
+  if (teacher) check_same_vocabulary(*teacher, section.teacher + "/config.json", plan.config, plan.source);
   out.model->train();
   return out;
 }

@@ -188,10 +188,11 @@ void ShardedModel::release(int unit_index) {
   if (--u.holders > 0) return;  // held means waited for: no collective still writes into it
   for (size_t b : u.buckets) {
     auto& buffer = buffers_[b];
-    if (buffer.is_cuda())
-      compat::release_storage(buffer);  // back to the caching allocator
+    auto& pool = free_blocks_[static_cast<size_t>(buffer.numel()) * buffer.element_size()];
+    if (buffer.is_cuda() || pool.size() >= kPooledPerSize)
+      compat::release_storage(buffer);  // back to the (caching) allocator
     else
-      free_blocks_[static_cast<size_t>(buffer.numel()) * buffer.element_size()].push_back(compat::take_storage(buffer));
+      pool.push_back(compat::take_storage(buffer));
   }
 }
 

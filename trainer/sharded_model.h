@@ -88,7 +88,10 @@ class ShardedModel {
   // Host blocks of released buffers, by size, for the next gathers: the CPU allocator
   // (glibc) would otherwise serve these blocks of a few MB from a heap that fragments and
   // does not shrink (26% more resident memory at the peak, measured). CUDA's caching
-  // allocator does this itself.
+  // allocator does this itself. At most kPooledPerSize blocks of a size are kept (a step
+  // holds at most three units at once), so that a scope that gathered everything (PTQ,
+  // pruning, export) does not leave a whole model in the pool.
+  static constexpr size_t kPooledPerSize = 3;
   std::map<size_t, std::vector<at::DataPtr>> free_blocks_;
   Unit root_;
   std::vector<Unit> layer_units_;

@@ -137,13 +137,15 @@ TEST(QtrainZero, Stage3CheckpointResumesWithOtherRankCountsAndStages) {
 // about 100M parameters (36 layers of width 512; the fixtures' vocabulary of 256, so that
 // the root unit stays small) at 4 ranks. Stage 3 keeps a quarter of the fp32 state and of
 // the teacher, and no rank ever builds a whole model (they start as skeletons, their values
-// streamed from the teacher's file into each rank's segments): its peak resident memory
-// (the largest rank's VmHWM, which counts start-up) is at most 0.4x stage 0's. At both
-// stages the peak above the process's baseline agrees with the --dry-run estimate within
-// 10%. The runs fix glibc's mmap threshold at 1 MiB (MALLOC_MMAP_THRESHOLD_): by default
-// glibc raises it after large frees and serves blocks of a few MB from a heap that does not
-// shrink, which adds 10-20% to the resident set at stage 3 and measures the allocator
-// rather than the job (on a GPU the peak counts the tensors only).
+// streamed from the teacher's file into each rank's segments): the memory its job takes
+// (the largest rank's peak resident set, VmHWM, which counts start-up, above the process's
+// baseline before the models: LibTorch's libraries, 170 MB in the CPU build and 384 MB with
+// CUDA's, the same at every stage) is at most 0.4x stage 0's. At both stages it agrees
+// with the --dry-run estimate within 10%. The runs fix glibc's mmap threshold at 1 MiB
+// (MALLOC_MMAP_THRESHOLD_): by default glibc raises it after large frees and serves blocks
+// of a few MB from a heap that does not shrink, which adds 10-20% to the resident set at
+// stage 3 and measures the allocator rather than the job (on a GPU the peak counts the
+// tensors only).
 TEST(QtrainZero, Stage3PeakMemoryAtFourRanksIsAtMostFourTenthsOfStage0) {
   const auto dir = testing::scratch_dir();
   {
@@ -176,9 +178,12 @@ TEST(QtrainZero, Stage3PeakMemoryAtFourRanksIsAtMostFourTenthsOfStage0) {
                 (peak - baseline) / estimate);
     EXPECT_NEAR(peak - baseline, estimate, 0.1 * estimate) << "stage " << stage;
   }
-  const double ratio = memory["3"]["peak_bytes"].get<double>() / memory["0"]["peak_bytes"].get<double>();
-  std::printf("stage 3 / stage 0 peak: %.3f\n", ratio);
-  EXPECT_LE(ratio, 0.4);
+  auto job_bytes = [&](const std::string& stage) {
+    return memory[stage]["peak_bytes"].get<double>() - memory[stage]["baseline_bytes"].get<double>();
+  };
+  std::printf("stage 3 / stage 0: %.3f above the baseline, %.3f of the whole peaks\n", job_bytes("3") / job_bytes("0"),
+              memory["3"]["peak_bytes"].get<double>() / memory["0"]["peak_bytes"].get<double>());
+  EXPECT_LE(job_bytes("3"), 0.4 * job_bytes("0"));
 }
 
 }  // namespace
