@@ -28,11 +28,13 @@ double output_error(const SmoothingPair& pair, const torch::Tensor& x, const tor
 
 }  // namespace
 
-void run_awq(model::CausalLMImpl& model, int64_t grid, const std::function<void()>& run_batches) {
+void run_awq(model::CausalLMImpl& model, int64_t grid, const std::function<void()>& run_batches,
+             const std::function<std::shared_ptr<void>(int)>& hold) {
   torch::NoGradGuard no_grad;
   auto pairs = smoothing_pairs(model);
   const auto stats = collect_channel_statistics(pairs, run_batches, 512);
   for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto held = hold ? hold(model::decoder_layer_of(pairs[i].name)) : nullptr;
     // Every rank scores the grid on its own samples; the sums decide, so all ranks agree.
     auto scale_for = [&](int64_t k) {
       if (k == 0) return torch::ones_like(stats[i].absmean);

@@ -5,11 +5,14 @@
 // lose less to rounding.
 #pragma once
 #include <functional>
+#include <memory>
 
 #include "model/causal_lm.h"
 
 namespace qtrain::quant {
 
-void run_awq(model::CausalLMImpl& model, int64_t grid, const std::function<void()>& run_batches);
+// `hold`: PtqOptions::hold (ptq.h), for a sharded model.
+void run_awq(model::CausalLMImpl& model, int64_t grid, const std::function<void()>& run_batches,
+             const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
 
 }  // namespace qtrain::quant

@@ -91,7 +91,8 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   return r;
 }
 
-void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches) {
+void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
+              const std::function<std::shared_ptr<void>(int)>& hold) {
   auto layers = fake_quant_layers(model);
   static const std::regex layer_index(R"(^model\.layers\.(\d+)\.)");
   std::map<int64_t, std::vector<std::string>> by_layer;  // decoder layer -> linears (lm_head: -1 -> last)
@@ -116,6 +117,7 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       });
     }
     run_batches();
+    const auto held = hold ? hold(index == INT64_MAX ? -1 : static_cast<int>(index)) : nullptr;
     for (const auto& name : names) {
       layers[name]->set_input_hook(nullptr);
       auto& H = hessians[name];

@@ -8,6 +8,7 @@
 //   smoothquant  SmoothQuant alpha migration for W8A8 (Xiao et al. 2023) (quant/smoothquant.h)
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "model/causal_lm.h"
@@ -21,6 +22,11 @@ struct PtqOptions {
   bool gptq_act_order = true;
   double smoothquant_alpha = 0.5;
   int64_t awq_grid = 20;
+  // Where a model's weights are sharded (ZeRO-3): gathers decoder layer `layer` (-1: the
+  // rest of the model) for reading and changing its weights in place until the handle is
+  // dropped, the changes then written back. Null: the whole model is at hand. The methods
+  // hold one layer at a time, so that no rank ever holds the whole model for PTQ.
+  std::function<std::shared_ptr<void>(int layer)> hold;
 };
 
 void run_ptq(model::CausalLMImpl& model, const PtqOptions& options, const std::function<void()>& run_batches);

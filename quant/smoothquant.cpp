@@ -5,10 +5,12 @@
 
 namespace qtrain::quant {
 
-void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches) {
+void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches,
+                     const std::function<std::shared_ptr<void>(int)>& hold) {
   auto pairs = smoothing_pairs(model);
   const auto stats = collect_channel_statistics(pairs, run_batches, 0);
   for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto held = hold ? hold(model::decoder_layer_of(pairs[i].name)) : nullptr;
     torch::Tensor weight_max;
     for (auto* c : pairs[i].consumers) {
       auto m = std::get<0>(c->weight.detach().abs().to(torch::kFloat32).max(0));

@@ -3,11 +3,14 @@
 // moves activation outliers into the weights before W8A8 quantization.
 #pragma once
 #include <functional>
+#include <memory>
 
 #include "model/causal_lm.h"
 
 namespace qtrain::quant {
 
-void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches);
+// `hold`: PtqOptions::hold (ptq.h), for a sharded model.
+void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches,
+                     const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
 
 }  // namespace qtrain::quant

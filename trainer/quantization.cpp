@@ -1,6 +1,8 @@
 // Attaching, initialising and checkpointing the student's quantization.
 #include "trainer/quantization.h"
 
+#include <optional>
+
 #include "common/compat.h"
 #include "common/dist.h"
 #include "common/error.h"
@@ -8,6 +10,7 @@
 #include "quant/kv_cache_quant.h"
 #include "quant/ptq.h"
 #include "quant/quantized_model.h"
+#include "trainer/sharded_model.h"
 
 namespace qtrain::trainer {
 
@@ -43,7 +46,7 @@ torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, in
 }
 
 void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
-                             torch::ScalarType compute_dtype) {
+                             torch::ScalarType compute_dtype, ShardedModel* sharded) {
   const auto device = student.model->embed_tokens->weight.device();
   const auto sequences = calibration_sequences(job.data.train, job.data.seq_len, job.quant.calibration_sequences).to(device);
   const int64_t batch = job.data.micro_batch_size;
@@ -59,6 +62,13 @@ void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& 
   ptq.gptq_act_order = job.quant.gptq_act_order;
   ptq.smoothquant_alpha = job.quant.smoothquant_alpha;
   ptq.awq_grid = job.quant.awq_grid;
+  std::optional<ShardedModel::Scope> root;
+  if (sharded) {
+    root.emplace(sharded->gather_root(/*write_back=*/true));
+    ptq.hold = [sharded](int layer) {
+      return std::make_shared<ShardedModel::Scope>(sharded->gather_unit(layer, /*write_back=*/true));
+    };
+  }
   quant::run_ptq(student, ptq, run_batches);
   quant::calibrate_activations(student, run_batches);
 }

@@ -15,9 +15,14 @@ namespace qtrain::trainer {
 // when neither asks for anything.
 bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student);
 
-// PTQ (quant.method) and activation calibration; `compute_dtype` as in training.
+class ShardedModel;
+
+// PTQ (quant.method) and activation calibration; `compute_dtype` as in training. With the
+// student `sharded` (ZeRO-3) it holds the root unit for the whole time and each decoder layer
+// only while PTQ changes it (quant::PtqOptions::hold), the changes written back to the owned
+// segments; the calibration forwards gather layer by layer.
 void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
-                             torch::ScalarType compute_dtype);
+                             torch::ScalarType compute_dtype, ShardedModel* sharded = nullptr);
 
 // After restoring the quantizer state (quant::split_state(...).quantizer) from a checkpoint.
 void refresh_quantization(model::CausalLMImpl& student);

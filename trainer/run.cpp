@@ -95,10 +95,7 @@ TrainingState resume_or_initialise(Session& s, const CheckpointManager& checkpoi
   TrainingState state;
   const auto from = resume_point(s.job.checkpoint, checkpoints);
   if (!from) {
-    if (s.quantized) {
-      const auto gathered = s.shards.whole_student(/*write_back=*/true);
-      initialize_quantization(s.job, *s.student, s.compute_dtype);
-    }
+    if (s.quantized) initialize_quantization(s.job, *s.student, s.compute_dtype, s.shards.student.get());
     const auto gathered = s.shards.roots();
     results.at_start(s.teacher ? s.teacher.get() : nullptr, *s.student);
     return state;
@@ -200,7 +197,7 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
   const bool main = dist::is_main();
   bool integer = !pruned && s.quantized;  // pruned: rank 0's export says
   if (pruned) {
-    const auto gathered = s.shards.whole_student(/*write_back=*/false);
+    const auto gathered = s.shards.whole_student();
     if (main) {
       const auto summary = export_pruned(*s.student, s.pruning->masks(), dir, tokenizer_source(job), shard_bytes);
       results.exported(dir, quant::weight_quant_errors(*s.student));

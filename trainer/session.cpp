@@ -76,14 +76,14 @@ Shards::Scopes Shards::roots() {
   return out;
 }
 
-Shards::Scopes Shards::whole_student(bool write_back) {
+Shards::Scopes Shards::whole_student() {
   Scopes out;
-  if (student) out.push_back(student->gather_all(write_back));
+  if (student) out.push_back(student->gather_all(/*write_back=*/false));
   return out;
 }
 
 Shards::Scopes Shards::whole_models() {
-  Scopes out = whole_student(/*write_back=*/false);
+  Scopes out = whole_student();
   if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
   return out;
 }

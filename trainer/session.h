@@ -30,9 +30,9 @@ struct Shards {
   using Scopes = std::vector<ShardedModel::Scope>;
   // For evaluations: the root units; decoder layers are gathered one by one as they run.
   Scopes roots();
-  // The whole student, for PTQ and the pruned export; with write_back the owned segments
-  // take what was changed in place.
-  Scopes whole_student(bool write_back);
+  // The whole student, for the pruned export (PTQ holds one layer at a time:
+  // initialize_quantization).
+  Scopes whole_student();
   // Both models whole (nothing written back: pruning masks the fp32 masters itself): the
   // importance passes run a different number of batches on each rank, so no collective may
   // run inside them.

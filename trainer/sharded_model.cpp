@@ -205,28 +205,27 @@ void ShardedModel::write_back(const Unit& u) {
   }
 }
 
-ShardedModel::Scope::Scope(ShardedModel* owner, bool all, bool write_back)
-    : owner_(owner), all_(all), write_back_(write_back) {
-  owner_->acquire(kRootUnit);
-  if (all_)
-    for (int i = 0; i < owner_->layers(); ++i) owner_->acquire(i);
+ShardedModel::Scope ShardedModel::gather_all(bool write_back) {
+  std::vector<int> units{kRootUnit};
+  for (int i = 0; i < layers(); ++i) units.push_back(i);
+  return Scope(this, std::move(units), write_back);
+}
+
+ShardedModel::Scope::Scope(ShardedModel* owner, std::vector<int> units, bool write_back)
+    : owner_(owner), units_(std::move(units)), write_back_(write_back) {
+  for (int u : units_) owner_->acquire(u);
 }
 
 ShardedModel::Scope::Scope(Scope&& other) noexcept
-    : owner_(other.owner_), all_(other.all_), write_back_(other.write_back_) {
+    : owner_(other.owner_), units_(std::move(other.units_)), write_back_(other.write_back_) {
   other.owner_ = nullptr;
 }
 
 ShardedModel::Scope::~Scope() {
   if (!owner_) return;
-  if (write_back_) {
-    owner_->write_back(owner_->root_);
-    if (all_)
-      for (const auto& u : owner_->layer_units_) owner_->write_back(u);
-  }
-  if (all_)
-    for (int i = 0; i < owner_->layers(); ++i) owner_->release(i);
-  owner_->release(kRootUnit);
+  if (write_back_)
+    for (int u : units_) owner_->write_back(owner_->unit(u));
+  for (auto it = units_.rbegin(); it != units_.rend(); ++it) owner_->release(*it);
 }
 
 void enable_activation_checkpointing(model::CausalLMImpl& model) {

@@ -46,13 +46,13 @@ class ShardedModel {
   ShardedModel(const ShardedModel&) = delete;
   ShardedModel& operator=(const ShardedModel&) = delete;
 
-  // Units gathered while a Scope lives: the root (a training step, an evaluation), or
-  // everything (checkpoints, export, PTQ). With write_back, the owned segments take the
-  // gathered values when it ends (code that changed weights in place: PTQ), rounded through
-  // the gather dtype.
+  // Units gathered while a Scope lives: the root (a training step, an evaluation; PTQ, with
+  // write_back), one unit (PTQ's layer), or everything (checkpoints, the pruned export,
+  // pruning). With write_back, the owned segments take the gathered values when it ends
+  // (code that changed weights in place), rounded through the gather dtype.
   class Scope {
    public:
-    Scope(ShardedModel* owner, bool all, bool write_back);
+    Scope(ShardedModel* owner, std::vector<int> units, bool write_back);
     ~Scope();
     Scope(Scope&& other) noexcept;
     Scope(const Scope&) = delete;
@@ -60,10 +60,12 @@ class ShardedModel {
 
    private:
     ShardedModel* owner_;
-    bool all_, write_back_;
+    std::vector<int> units_;
+    bool write_back_;
   };
-  Scope gather_root() { return Scope(this, false, false); }
-  Scope gather_all(bool write_back) { return Scope(this, true, write_back); }
+  Scope gather_root(bool write_back = false) { return Scope(this, {kRootUnit}, write_back); }
+  Scope gather_unit(int unit, bool write_back) { return Scope(this, {unit}, write_back); }
+  Scope gather_all(bool write_back);
 
   // Layer runner parts, public for the autograd node in sharded_model.cpp.
   void acquire(int unit);
