@@ -23,13 +23,7 @@ nlohmann::json read_json_file(const std::string& path, const std::string& key) {
   }
 }
 
-// "model.layers.7.mlp.up_proj.weight" -> 7 (or -1), and the name with the layer replaced.
-int64_t layer_of(const std::string& name) {
-  static const std::regex pattern(R"(^model\.layers\.(\d+)\.)");
-  std::smatch m;
-  return std::regex_search(name, m, pattern) ? std::stoll(m[1]) : -1;
-}
-
+// The name with its decoder layer (model::decoder_layer_of) replaced.
 std::string with_layer(const std::string& name, int64_t layer) {
   static const std::regex pattern(R"(^model\.layers\.\d+\.)");
   return std::regex_replace(name, pattern, "model.layers." + std::to_string(layer) + ".");
@@ -73,7 +67,7 @@ void check_same_vocabulary(const model::ModelConfig& teacher, const std::string&
 torch::Tensor teacher_init_value(const std::string& student_name, torch::IntArrayRef sizes, int64_t student_layers,
                                  int64_t teacher_layers, const std::function<torch::Tensor(const std::string&)>& teacher) {
   auto name = student_name;
-  const auto layer = layer_of(name);
+  const int64_t layer = model::decoder_layer_of(name);
   if (layer >= 0) name = with_layer(name, layer * teacher_layers / student_layers);
   auto from = teacher(name);
   if (!from.defined() || from.dim() != static_cast<int64_t>(sizes.size())) return {};

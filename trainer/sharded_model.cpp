@@ -154,10 +154,10 @@ void ShardedModel::launch(Unit& u) {
   for (size_t b : u.buckets) {
     auto& buffer = buffers_[b];
     const auto nbytes = static_cast<size_t>(buffer.numel()) * buffer.element_size();
-    auto& pool = free_blocks_[nbytes];
-    if (!buffer.is_cuda() && !pool.empty()) {
-      compat::put_storage(buffer, std::move(pool.back()), nbytes);
-      pool.pop_back();
+    auto* pool = buffer.is_cuda() ? nullptr : &free_blocks_[nbytes];
+    if (pool && !pool->empty()) {
+      compat::put_storage(buffer, std::move(pool->back()), nbytes);
+      pool->pop_back();
     } else {
       compat::allocate_storage(buffer, nbytes);
     }
@@ -188,11 +188,11 @@ void ShardedModel::release(int unit_index) {
   if (--u.holders > 0) return;  // held means waited for: no collective still writes into it
   for (size_t b : u.buckets) {
     auto& buffer = buffers_[b];
-    auto& pool = free_blocks_[static_cast<size_t>(buffer.numel()) * buffer.element_size()];
-    if (buffer.is_cuda() || pool.size() >= kPooledPerSize)
+    auto* pool = buffer.is_cuda() ? nullptr : &free_blocks_[static_cast<size_t>(buffer.numel()) * buffer.element_size()];
+    if (!pool || pool->size() >= kPooledPerSize)
       compat::release_storage(buffer);  // back to the (caching) allocator
     else
-      pool.push_back(compat::take_storage(buffer));
+      pool->push_back(compat::take_storage(buffer));
   }
 }
 
