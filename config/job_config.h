@@ -149,6 +149,7 @@ struct QuantSection {
   std::int64_t calibration_sequences = 16;
   bool learnable_scales = false;
   std::string scale_dtype = "bf16";
+  std::string export_dtype = "bf16";
   bool export_at_end = true;
   double gptq_dampening = 0.01;
   std::int64_t gptq_block_size = 128;
@@ -167,6 +168,7 @@ struct QuantSection {
     v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) that calibrate activation scales and PTQ", at_least(1));
     v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int weights) instead of following min-max");
     v.field("scale_dtype", scale_dtype, "dtype the exported scales are stored in; simulated scales are rounded through it", Choices{"bf16", "fp16", "fp32"});
+    v.field("export_dtype", export_dtype, "dtype of the export's unquantized tensors (embeddings, norms, an unquantized lm_head, biases); scales keep scale_dtype", Choices{"bf16", "fp16", "fp32"});
     v.field("export_at_end", export_at_end, "Export the compressed-tensors checkpoint to run.output_dir/export after the last step, and evaluate it");
     v.field("gptq_dampening", gptq_dampening, "GPTQ: fraction of the mean Hessian diagonal added to it", Range{0, 1});
     v.field("gptq_block_size", gptq_block_size, "GPTQ: columns processed per block (lazy batch updates)", at_least(1));

@@ -81,4 +81,25 @@ void for_each_initial_value(const ParameterShapes& shapes, double std, uint64_t 
 // lm_head).
 int decoder_layer_of(const std::string& name);
 
+// The grain at which ZeRO-3 gathers a model's weights and an export streams them: unit -1
+// (everything outside the decoder layers), then each decoder layer i. `gather(unit, true)`
+// makes a unit's weights whole, `gather(unit, false)` lets them go again.
+using GatherUnit = std::function<void(int unit, bool gathered)>;
+// Holds one unit whole for its scope, however the scope ends; nothing when `gather` is empty.
+class HeldUnit {
+ public:
+  HeldUnit(const GatherUnit& gather, int unit) : gather_(gather), unit_(unit) {
+    if (gather_) gather_(unit_, true);
+  }
+  ~HeldUnit() {
+    if (gather_) gather_(unit_, false);
+  }
+  HeldUnit(const HeldUnit&) = delete;
+  HeldUnit& operator=(const HeldUnit&) = delete;
+
+ private:
+  const GatherUnit& gather_;
+  int unit_;
+};
+
 }  // namespace qtrain::model

@@ -1,9 +1,11 @@
 // Reading, validating and writing Hugging Face checkpoint folders.
 #include "model/hf_checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "common/atomic_file.h"
@@ -244,7 +246,21 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
 }
 
 void save_causal_lm(CausalLMImpl& model, const std::string& dir, const SaveOptions& options) {
-  save_hf_checkpoint(dir, model.config(), hf_state(model), options);
+  auto state = hf_state(model);  // handles only: read while their unit is whole
+  std::sort(state.begin(), state.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::optional<WeightShardWriter> writer;
+  if (options.write) writer.emplace(dir, options.max_shard_bytes);
+  for (int unit = -1; unit < model.config().num_hidden_layers; ++unit) {
+    const HeldUnit held(options.gather, unit);
+    if (!writer) continue;
+    for (const auto& [name, t] : state)
+      if (decoder_layer_of(name) == unit) writer->add(name, (options.dtype && t.is_floating_point()) ? t.to(*options.dtype) : t);
+  }
+  if (!writer) return;
+  writer->finish();
+  ModelConfig config = model.config();
+  if (options.dtype) config.dtype = dtype_name(*options.dtype);
+  write_file_atomic((fs::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
 }
 
 }  // namespace qtrain::model

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,11 @@ CausalLM load_causal_lm(const std::string& dir, const LoadOptions& options = {})
 struct SaveOptions {
   int64_t max_shard_bytes = int64_t{5} << 30;  // transformers' default: 5 GB
   std::optional<torch::ScalarType> dtype;      // convert floating tensors to this dtype
+  // Sharded or streamed weights: save_causal_lm reads the model unit by unit, each made whole
+  // by `gather` while it is read (every rank runs it then, the gathers being collective), and
+  // only the rank with `write` writes. Empty: the weights are whole already.
+  GatherUnit gather;
+  bool write = true;
 };
 // Streams weights into a Hugging Face folder as transformers' save_pretrained lays them out:
 // a shard is written as soon as the next tensor would make it exceed `max_shard_bytes`, so
@@ -87,6 +93,7 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
                         const SaveOptions& options = {});
 // The model's tensors under their Hugging Face names (a tied lm_head is left out).
 NamedTensors hf_state(CausalLMImpl& model);
+// config.json and hf_state, unit by unit (SaveOptions::gather), in name order within a unit.
 void save_causal_lm(CausalLMImpl& model, const std::string& dir, const SaveOptions& options = {});
 
 std::string dtype_name(torch::ScalarType t);          // float32 | bfloat16 | float16 | ...

@@ -1,6 +1,7 @@
 // Slicing the kept rows and columns out of every pruned linear.
 #include "prune/compact.h"
 
+#include "common/compat.h"
 #include "common/error.h"
 
 namespace qtrain::prune {
@@ -43,26 +44,48 @@ void record_kept_indices(const model::ModelConfig& config, const StructuredMasks
 
 }  // namespace
 
-CompactedModel compact(model::CausalLMImpl& model, const StructuredMasksImpl& masks) {
+CompactedModel compact_skeleton(model::CausalLMImpl& model, const StructuredMasksImpl& masks) {
   CompactedModel out;
   const auto& config = model.config();
   record_kept_indices(config, masks, out);
-  out.model = model::CausalLM(compacted_config(config, masks));
   const auto device = model.model->embed_tokens->weight.device();
-  out.model->to(device, torch::kFloat32);
-  auto source = model.named_parameters();
+  {
+    model::Skeleton skeleton(torch::TensorOptions().device(device).dtype(torch::kFloat32));
+    out.model = model::CausalLM(compacted_config(config, masks));
+  }
+  out.model->to(device, torch::kFloat32);  // the buffers; the parameters are there already
+  return out;
+}
+
+void fill_unit(CompactedModel& compacted, model::CausalLMImpl& source_model, int unit) {
+  auto source = source_model.named_parameters();
   torch::NoGradGuard no_grad;
-  for (auto& item : out.model->named_parameters()) {
+  for (auto& item : compacted.model->named_parameters()) {
     const auto& name = item.key();
+    if (model::decoder_layer_of(name) != unit) continue;
     QT_REQUIRE(source.contains(name), "compacted model has a parameter the source lacks: " + name);
+    auto& target = item.value();
+    if (!compat::storage_allocated(target)) compat::allocate_storage(target, target.numel() * target.element_size());
     auto value = source[name].detach();
     const auto module = module_of(name);
-    if (const auto rows = out.kept_rows.find(module); rows != out.kept_rows.end())
+    const auto device = target.device();
+    if (const auto rows = compacted.kept_rows.find(module); rows != compacted.kept_rows.end())
       value = value.index_select(0, rows->second.to(device));
-    if (const auto columns = out.kept_columns.find(module); columns != out.kept_columns.end() && ends_with(name, ".weight"))
+    if (const auto columns = compacted.kept_columns.find(module);
+        columns != compacted.kept_columns.end() && ends_with(name, ".weight"))
       value = value.index_select(1, columns->second.to(device));
-    item.value().copy_(value);
+    target.copy_(value);
   }
+}
+
+void release_unit(CompactedModel& compacted, int unit) {
+  for (auto& item : compacted.model->named_parameters())
+    if (model::decoder_layer_of(item.key()) == unit && item.value().numel() > 0) compat::release_storage(item.value());
+}
+
+CompactedModel compact(model::CausalLMImpl& model, const StructuredMasksImpl& masks) {
+  auto out = compact_skeleton(model, masks);
+  for (int unit = -1; unit < model.config().num_hidden_layers; ++unit) fill_unit(out, model, unit);
   return out;
 }
 

@@ -25,6 +25,14 @@ struct CompactedModel {
 
 CompactedModel compact(model::CausalLMImpl& model, const StructuredMasksImpl& masks);
 
+// The same, streamed for a model too large to hold twice, or sharded (ZeRO-3): the compacted
+// model is built as a model::Skeleton (no memory), and fill_unit gives one unit's parameters
+// (model::GatherUnit; the source's unit whole) memory and their kept values, release_unit
+// takes that memory back. compact() is compact_skeleton then fill_unit of every unit.
+CompactedModel compact_skeleton(model::CausalLMImpl& model, const StructuredMasksImpl& masks);
+void fill_unit(CompactedModel& compacted, model::CausalLMImpl& source, int unit);
+void release_unit(CompactedModel& compacted, int unit);
+
 // The config of the compacted model: `config` with the kept sizes.
 model::ModelConfig compacted_config(const model::ModelConfig& config, const StructuredMasksImpl& masks);
 

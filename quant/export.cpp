@@ -67,10 +67,11 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
     out.emplace_back(name, encode_fp8_e4m3(q));
     raw_dtypes[name] = "F8_E4M3";
   }
-  out.emplace_back(prefix + ct::kWeightScale, scale.to(dtype));
+  // Scales as the simulation rounded them (quant.scale_dtype), whatever the export dtype.
+  out.emplace_back(prefix + ct::kWeightScale, scale.to(layer.scale_dtype()));
   if (scheme.input_activations && !scheme.input_activations->dynamic) {
     const auto in = layer.input_qparams();
-    out.emplace_back(prefix + ct::kInputScale, in.scale.detach().reshape({1}).to(dtype));
+    out.emplace_back(prefix + ct::kInputScale, in.scale.detach().reshape({1}).to(layer.scale_dtype()));
     if (!scheme.input_activations->symmetric)
       out.emplace_back(prefix + ct::kInputZeroPoint, in.zero_point.reshape({1}).to(torch::kInt8));
   }
@@ -137,26 +138,16 @@ json quantization_config(model::CausalLMImpl& model) {
 
 ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::string& out_dir,
                                         const ExportOptions& options) {
-  auto layers = fake_quant_layers(model);
   const auto kv = kv_cache_quantizers(model);
   auto modules = model.named_modules("", false);
   const auto state = model::hf_state(model);  // handles only: read while their unit is whole
   ExportSummary summary;
   std::optional<model::WeightShardWriter> writer;
   if (options.write) writer.emplace(out_dir, options.max_shard_bytes);
-  // Gathers a unit for its scope and releases it however the scope ends.
-  struct Held {
-    const ExportOptions& options;
-    int unit;
-    Held(const ExportOptions& o, int u) : options(o), unit(u) {
-      if (options.gather) options.gather(unit, true);
-    }
-    ~Held() {
-      if (options.gather) options.gather(unit, false);
-    }
-  };
   for (int unit = -1; unit < model.config().num_hidden_layers; ++unit) {
-    const Held held(options, unit);
+    const model::HeldUnit held(options.gather, unit);
+    // Listed once the unit is whole: a gather may attach a unit's quantizers (export_pruned).
+    auto layers = fake_quant_layers(model);
     if (writer) {
       model::NamedTensors tensors;
       std::map<std::string, std::string> raw_dtypes;

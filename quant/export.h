@@ -15,7 +15,7 @@
 namespace qtrain::quant {
 
 struct ExportOptions {
-  torch::ScalarType dtype = torch::kBFloat16;  // unquantized tensors and scales
+  torch::ScalarType dtype = torch::kBFloat16;  // unquantized tensors (scales: their layer's scale_dtype)
   std::string tokenizer_source;                // folder whose tokenizer files are copied ("" = none)
   int64_t max_shard_bytes = int64_t{5} << 30;  // weight files above this split into shards
   // Sharded weights (ZeRO-3): makes one unit whole while the export reads it, and frees it
@@ -23,7 +23,7 @@ struct ExportOptions {
   // outside the decoder layers) and then each decoder layer in turn. Every rank runs the
   // export then (the gathers are collective) and only the one with `write` writes. Empty:
   // the weights are whole already.
-  std::function<void(int unit, bool gathered)> gather;
+  model::GatherUnit gather;
   bool write = true;
 };
 

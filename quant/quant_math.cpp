@@ -31,22 +31,27 @@ class FakeQuantizeFunction : public torch::autograd::Function<FakeQuantizeFuncti
     auto inside = (v >= qmin).logical_and(v <= qmax);
     auto clamped = v.clamp(qmin, qmax);
     auto q = is_float ? round_to_fp8_e4m3(clamped) : torch::round(clamped);
-    ctx->save_for_backward({v, q, inside});
-    ctx->saved_data["scale_numel"] = scale.numel();
-    ctx->saved_data["qmax"] = qmax;
+    // The STE needs only the 1-byte mask; v and q (8 bytes per element) only a learned scale.
+    if (scale.requires_grad()) {
+      ctx->save_for_backward({inside, v, q});
+      ctx->saved_data["scale_numel"] = scale.numel();
+      ctx->saved_data["qmax"] = qmax;
+    } else {
+      ctx->save_for_backward({inside});
+    }
     return (q - zero_point) * scale;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const auto& v = saved[0];
-    const auto& q = saved[1];
-    const auto& inside = saved[2];
+    const auto& inside = saved[0];
     const auto& g = grads[0];
     auto grad_view = g * inside.to(g.scalar_type());
-    if (!ctx->needs_input_grad(1))
+    if (saved.size() == 1 || !ctx->needs_input_grad(1))
       return {grad_view, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const auto& v = saved[1];
+    const auto& q = saved[2];
     // LSQ: d(out)/d(scale) = q - v inside the range, the clamped grid value outside.
     const double qmax = ctx->saved_data["qmax"].toDouble();
     const auto per_unit = static_cast<double>(v.numel()) / static_cast<double>(ctx->saved_data["scale_numel"].toInt());

@@ -93,10 +93,19 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
       const double root = static_cast<double>(student.root_parameters());
       const double layer = (p - root) / static_cast<double>(student.num_hidden_layers);
       e.gathered_bytes = compute_bytes * (root + 3.0 * layer);
-      // Without checkpointing, the matmuls keep the fake-quantized weights for backward.
-      if (!job.quant.rules.empty() && !checkpointed) e.fake_quant_bytes = compute_bytes * (p - root);
     } else {
       e.autocast_copies_bytes = on_gpu ? 2.0 * p : 0.0;
+    }
+    // Fake quantization keeps, for backward, the fake-quantized weight that the matmul saves
+    // (on the GPU at stages 0-2 it takes the place of the bf16 autocast copy), and on the CPU
+    // the STE's 1-byte range mask, plus v and q (8 bytes) with learned (LSQ) scales
+    // (quant/quant_math.cpp; the CUDA kernel saves its input, the weight itself). For every
+    // decoder layer at once, or one layer's with activation checkpointing.
+    if (!job.quant.rules.empty() && (!on_gpu || e.zero_stage >= 3)) {
+      const double per_weight = compute_bytes + (on_gpu ? 0.0 : 1.0 + (job.quant.learnable_scales ? 8.0 : 0.0));
+      const double root = static_cast<double>(student.root_parameters());
+      const double layer = (p - root) / static_cast<double>(student.num_hidden_layers);
+      e.fake_quant_bytes = per_weight * (checkpointed ? layer : p - root);
     }
     if (teacher) {
       const double t = static_cast<double>(teacher->num_parameters());
@@ -128,6 +137,15 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
     e.logits_bytes = kLossBytesPerLogit * loss_tokens * student.vocab_size;
     e.total_bytes = device_state + e.gathered_bytes + e.autocast_copies_bytes + e.fake_quant_bytes +
                     e.teacher_bytes + e.activation_bytes + e.logits_bytes + e.collective_bytes;
+    // At ZeRO-3 the activation and taylor importance passes of pruning gather both models
+    // whole (their gradients must stay unreduced: trainer/session.h, Shards::whole_models),
+    // in place of the units that a step gathers; the passes' activations are a step's.
+    if (e.zero_stage >= 3 && job.prune.enabled() && job.prune.importance != "magnitude") {
+      const double whole = compute_bytes * (p + e.teacher_parameters);
+      const double teacher_step = e.teacher_sharded ? e.teacher_bytes : 0.0;
+      e.pruning_peak_bytes = e.total_bytes - e.gathered_bytes - teacher_step - e.fake_quant_bytes + whole;
+      e.total_bytes = std::max(e.total_bytes, e.pruning_peak_bytes);
+    }
     e.tokens_per_step = static_cast<double>(job.data.global_batch_size * job.data.seq_len);
     e.flops_per_step = e.tokens_per_step * model::distill_flops_per_token(student, teacher.get(), job.data.seq_len);
   } catch (const std::exception& ex) {
@@ -157,8 +175,11 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
     out += line;
   }
   if (e.gathered_bytes > 0) {
-    std::snprintf(line, sizeof(line), "#   gathered units (root + 2 decoder layers) %s%s\n", gb(e.gathered_bytes).c_str(),
-                  e.fake_quant_bytes > 0 ? (", fake-quantized weights kept for backward " + gb(e.fake_quant_bytes)).c_str() : "");
+    std::snprintf(line, sizeof(line), "#   gathered units (root + 2 decoder layers) %s\n", gb(e.gathered_bytes).c_str());
+    out += line;
+  }
+  if (e.fake_quant_bytes > 0) {
+    std::snprintf(line, sizeof(line), "#   fake-quantized weights kept for backward %s\n", gb(e.fake_quant_bytes).c_str());
     out += line;
   }
   if (e.autocast_copies_bytes > 0) {
@@ -172,6 +193,11 @@ std::string describe_estimate(const JobEstimate& e, int ranks, bool on_gpu) {
   }
   if (e.collective_bytes > 0) {
     std::snprintf(line, sizeof(line), "#   MPI's buffers for the collectives in flight %s\n", gb(e.collective_bytes).c_str());
+    out += line;
+  }
+  if (e.pruning_peak_bytes > 0) {
+    std::snprintf(line, sizeof(line), "#   the pruning importance passes gather both models whole: %s while they run\n",
+                  gb(e.pruning_peak_bytes).c_str());
     out += line;
   }
   std::snprintf(line, sizeof(line), "#   activations %s, loss over the vocabulary %s\n#   total about %s%s\n",

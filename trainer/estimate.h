@@ -21,7 +21,8 @@ struct JobEstimate {
   double host_bytes = 0;                     // host memory they take per rank when offloaded
   double gathered_bytes = 0;                 // stage 3: the root unit and two decoder layers gathered at once
   double autocast_copies_bytes = 0;          // bf16 copies of the weights kept for backward (GPU, stages 0-2)
-  double fake_quant_bytes = 0;               // fake-quantized weights kept for backward (stage 3 with quant.rules)
+  double fake_quant_bytes = 0;               // fake-quantized weights kept for backward (with quant.rules)
+  double pruning_peak_bytes = 0;             // ZeRO-3: the importance passes' peak, both models whole (else 0)
   double teacher_bytes = 0;                  // its weights (sharded: its shard and gathered units)
   bool teacher_sharded = false;
   double activation_bytes = 0;               // student activations kept for backward

@@ -95,19 +95,21 @@ int run_export(const ExportJob& job) {
     ck.restore("quant", student_state.quantizer);
     refresh_quantization(*student);
   }
+  // As the run's own export would write it (its config, from the checkpoint).
+  quant::ExportOptions options;
+  options.dtype = model::parse_dtype(loaded.job.quant.export_dtype);
+  options.tokenizer_source = tokenizer;
+  options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
   if (pruning) {
     ck.restore("prune", pruning->state());
     pruning->restored();
-    const auto e = export_pruned(*student, pruning->masks(), job.output, tokenizer, model::mib_to_bytes(job.max_shard_mb));
+    const auto e = export_pruned(*student, pruning->masks(), job.output, options);
     std::printf("qtrain export: %s -> %s (pruned%s: %lld parameters; intermediate_size %lld, %lld attention heads, %lld "
                 "KV heads)\n",
                 job.checkpoint.c_str(), job.output.c_str(), e.quantized ? ", quantized" : "", (long long)e.parameters,
                 (long long)e.intermediate_size, (long long)e.attention_heads, (long long)e.kv_heads);
     return 0;
   }
-  quant::ExportOptions options;
-  options.tokenizer_source = tokenizer;
-  options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
   const auto s = quant::export_compressed_tensors(*student, job.output, options);
   std::printf("qtrain export: %s -> %s (%lld quantized linears, %.3f bits per quantized weight)\n", job.checkpoint.c_str(),
               job.output.c_str(), (long long)s.quantized_linears, s.bits_per_quantized_weight());

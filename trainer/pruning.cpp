@@ -229,19 +229,10 @@ void set_kept_inputs(model::CausalLMImpl& student, const prune::StructuredMasksI
 
 namespace {
 
-// The student's quantization state onto the compacted model: each fake-quant layer's
-// scheme, activation scales and kept rows of fixed weight scales; KV-cache scales of the
-// kept kv heads.
-void carry_quantization(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
-                        prune::CompactedModel& compacted) {
-  auto target_modules = compacted.model->named_modules("", false);
-  auto source_modules = student.named_modules("", false);
-  for (const auto& [name, layer] : quant::fake_quant_layers(student)) {
-    auto* target = target_modules[name]->as<model::LinearImpl>();
-    const auto rows = compacted.kept_rows.count(name) ? compacted.kept_rows.at(name) : torch::Tensor();
-    const auto source_rows = source_modules[name]->as<model::LinearImpl>()->weight.size(0);
-    target->set_wrapper("quant", layer->compacted(target->weight, rows, source_rows));
-  }
+// The student's KV-cache scales onto the compacted model, those of the kept kv heads
+// (replicated buffers: no unit needs to be whole).
+void carry_kv_cache_quantization(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
+                                 prune::CompactedModel& compacted) {
   const auto kv = quant::kv_cache_quantizers(student);
   if (kv.empty()) return;
   quant::attach_kv_cache_quant(*compacted.model, kv.front()->kind());
@@ -257,26 +248,58 @@ void carry_quantization(model::CausalLMImpl& student, const prune::StructuredMas
   }
 }
 
+// The fake quantization of the student's linears in `unit` onto the compacted ones, whose
+// weights are filled (prune::fill_unit): each layer's scheme, activation scales and the kept
+// rows of fixed or learned weight scales (learned ones are parameters of the unit).
+void carry_fake_quant(model::CausalLMImpl& student, prune::CompactedModel& compacted, int unit) {
+  auto target_modules = compacted.model->named_modules("", false);
+  auto source_modules = student.named_modules("", false);
+  for (const auto& [name, layer] : quant::fake_quant_layers(student)) {
+    if (model::decoder_layer_of(name) != unit) continue;
+    auto* target = target_modules[name]->as<model::LinearImpl>();
+    const auto rows = compacted.kept_rows.count(name) ? compacted.kept_rows.at(name) : torch::Tensor();
+    const auto source_rows = source_modules[name]->as<model::LinearImpl>()->weight.size(0);
+    target->set_wrapper("quant", layer->compacted(target->weight, rows, source_rows));
+  }
+}
+
 }  // namespace
 
 PrunedExport export_pruned(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
-                           const std::string& dir, const std::string& tokenizer_source, int64_t max_shard_bytes) {
-  auto compacted = prune::compact(student, masks);
+                           const std::string& dir, const quant::ExportOptions& options) {
+  auto compacted = prune::compact_skeleton(student, masks);
   const auto& c = compacted.model->config();
-  PrunedExport summary{false, c.num_parameters(), c.intermediate_size, c.num_attention_heads, c.num_key_value_heads};
-  if (quant::fake_quant_layers(student).empty() && quant::kv_cache_quantizers(student).empty()) {
-    model::SaveOptions options;
-    options.max_shard_bytes = max_shard_bytes;
-    model::save_causal_lm(*compacted.model, dir, options);
-    quant::copy_tokenizer_files(tokenizer_source, dir);
+  PrunedExport summary;
+  summary.parameters = c.num_parameters();
+  summary.intermediate_size = c.intermediate_size;
+  summary.attention_heads = c.num_attention_heads;
+  summary.kv_heads = c.num_key_value_heads;
+  summary.quantized = !quant::fake_quant_layers(student).empty() || !quant::kv_cache_quantizers(student).empty();
+  if (summary.quantized) carry_kv_cache_quantization(student, masks, compacted);
+  // One unit of the student whole at a time, and its compacted copy only while it is written.
+  const model::GatherUnit gather = [&](int unit, bool gathered) {
+    if (gathered) {
+      if (options.gather) options.gather(unit, true);
+      if (!options.write) return;
+      prune::fill_unit(compacted, student, unit);
+      if (summary.quantized) carry_fake_quant(student, compacted, unit);
+    } else {
+      if (options.write) prune::release_unit(compacted, unit);
+      if (options.gather) options.gather(unit, false);
+    }
+  };
+  if (!summary.quantized) {
+    model::SaveOptions save;
+    save.max_shard_bytes = options.max_shard_bytes;
+    save.gather = gather;
+    save.write = options.write;
+    model::save_causal_lm(*compacted.model, dir, save);
+    if (options.write) quant::copy_tokenizer_files(options.tokenizer_source, dir);
     return summary;
   }
-  carry_quantization(student, masks, compacted);
-  quant::ExportOptions options;
-  options.tokenizer_source = tokenizer_source;
-  options.max_shard_bytes = max_shard_bytes;
-  quant::export_compressed_tensors(*compacted.model, dir, options);
-  summary.quantized = true;
+  auto streamed = options;
+  streamed.gather = gather;
+  summary.errors = quant::export_compressed_tensors(*compacted.model, dir, streamed).errors;
   return summary;
 }
 

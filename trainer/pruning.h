@@ -17,6 +17,8 @@
 #include "model/safetensors.h"
 #include "prune/masks.h"
 #include "prune/schedule.h"
+#include "quant/export.h"
+#include "quant/quant_error.h"
 #include "trainer/adamw.h"
 #include "trainer/flat_parameters.h"
 
@@ -77,14 +79,17 @@ struct PrunedExport {
   bool quantized = false;
   int64_t parameters = 0;  // of the exported (compacted) model
   int64_t intermediate_size = 0, attention_heads = 0, kv_heads = 0;
+  std::vector<quant::LayerQuantError> errors;  // of the exported quantized linears, by name
 };
 
-// Writes the student without its pruned structure to `dir` (rank 0 only): in the
-// compressed-tensors layout when fake quantization is attached (the compacted layers carry
-// its state), else a plain Hugging Face folder in fp32. Tokenizer files are copied from
-// `tokenizer_source` ("" = none). Weight files above `max_shard_bytes` split into shards.
+// Writes the student without its pruned structure to `dir`: in the compressed-tensors layout
+// (in options.dtype) when fake quantization is attached (the compacted layers carry its
+// state), else a plain Hugging Face folder in fp32 as trained. It streams unit by unit: a
+// decoder layer is compacted only while it is written, and with options.gather (ZeRO-3) the
+// student's unit is gathered for it, every rank taking part and the one with options.write
+// writing. Tokenizer files are copied from options.tokenizer_source; weight files above
+// options.max_shard_bytes split into shards.
 PrunedExport export_pruned(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks,
-                           const std::string& dir, const std::string& tokenizer_source,
-                           int64_t max_shard_bytes = int64_t{5} << 30);
+                           const std::string& dir, const quant::ExportOptions& options = {});
 
 }  // namespace qtrain::trainer

@@ -186,48 +186,44 @@ class Evaluator {
 // The export after the last step, and its perplexity next to the trained student's
 // (`student_ppl`, 0 without data.validation), which it should equal: the pruned checkpoint
 // without its pruned structure (quantized too with fake quantization; docs/pruning.md), else
-// the compressed-tensors checkpoint (docs/quantization.md), streamed layer by layer under
-// ZeRO-3 (every rank gathers, rank 0 writes). Nothing when the run exports nothing.
+// the compressed-tensors checkpoint (docs/quantization.md). Both stream layer by layer; under
+// ZeRO-3 every rank gathers each layer and rank 0 writes. Nothing when the run exports nothing.
 void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, int64_t step, RunResults& results) {
   const auto& job = s.job;
   const bool pruned = s.pruning && job.prune.export_at_end;
   if (!pruned && !(s.quantized && job.quant.export_at_end)) return;
   const auto dir = (fs::path(job.run.output_dir) / "export").string();
-  const auto shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
   const bool main = dist::is_main();
-  bool integer = !pruned && s.quantized;  // pruned: rank 0's export says
+  bool integer = s.quantized;
+  quant::ExportOptions options;
+  options.dtype = model::parse_dtype(job.quant.export_dtype);
+  options.tokenizer_source = tokenizer_source(job);
+  options.max_shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
+  options.write = main;
+  if (auto* sharded = s.shards.student.get())
+    options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
   if (pruned) {
-    const auto gathered = s.shards.whole_student();
+    const auto summary = export_pruned(*s.student, s.pruning->masks(), dir, options);
+    integer = summary.quantized;
     if (main) {
-      const auto summary = export_pruned(*s.student, s.pruning->masks(), dir, tokenizer_source(job), shard_bytes);
-      results.exported(dir, quant::weight_quant_errors(*s.student));
-      integer = summary.quantized;
+      results.exported(dir, summary.errors);
       std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
                   "%lld kv heads) to %s\n",
                   summary.quantized ? ", quantized," : "", (long long)summary.parameters,
                   (long long)summary.intermediate_size, (long long)summary.attention_heads, (long long)summary.kv_heads,
                   dir.c_str());
     }
-  } else {
-    quant::ExportOptions options;
-    options.tokenizer_source = tokenizer_source(job);
-    options.max_shard_bytes = shard_bytes;
-    options.write = main;
-    if (auto* sharded = s.shards.student.get())
-      options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
-    if (s.shards.student || main) {
-      const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
-      if (main) {
-        results.exported(dir, summary.errors);
-        std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
-                    (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
-                    static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
-      }
+  } else if (s.shards.student || main) {
+    const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
+    if (main) {
+      results.exported(dir, summary.errors);
+      std::printf("qtrain: exported %lld quantized linears (%.3f bits per quantized weight, %.1f MB in all) to %s\n",
+                  (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
+                  static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
     }
   }
   dist::barrier();
   if (job.data.validation.empty()) return;
-  integer = dist::allreduce_max(integer ? 1 : 0) > 0;
   const model::LoadOptions load{s.device, s.compute_dtype};
   auto exported = integer ? quant::load_for_eval(dir, load) : model::load_causal_lm(dir, load);
   const double ppl = results.measure("export", *exported, step);

@@ -76,14 +76,9 @@ Shards::Scopes Shards::roots() {
   return out;
 }
 
-Shards::Scopes Shards::whole_student() {
+Shards::Scopes Shards::whole_models() {
   Scopes out;
   if (student) out.push_back(student->gather_all(/*write_back=*/false));
-  return out;
-}
-
-Shards::Scopes Shards::whole_models() {
-  Scopes out = whole_student();
   if (teacher) out.push_back(teacher->gather_all(/*write_back=*/false));
   return out;
 }

@@ -30,10 +30,8 @@ struct Shards {
   using Scopes = std::vector<ShardedModel::Scope>;
   // For evaluations: the root units; decoder layers are gathered one by one as they run.
   Scopes roots();
-  // The whole student, for the pruned export (PTQ holds one layer at a time:
-  // initialize_quantization).
-  Scopes whole_student();
-  // Both models whole (nothing written back: pruning masks the fp32 masters itself): the
+  // Both models whole, for the pruning importance passes (PTQ and the exports hold one layer
+  // at a time; nothing written back: pruning masks the fp32 masters itself): the
   // importance passes run a different number of batches on each rank, so no collective may
   // run inside them.
   Scopes whole_models();

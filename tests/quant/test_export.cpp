@@ -133,6 +133,44 @@ TEST(Export, DifferencesFromFakeQuantComeFromTheBf16Tensors) {
   }
 }
 
+// The export stores weight and input scales in quant.scale_dtype, the dtype the simulation
+// rounded them through, whatever the export dtype of the other tensors: fp32 or fp16 scales
+// cast to bf16 would make the integer model differ from the one that was trained.
+TEST(Export, ScalesAreStoredInTheDtypeTheSimulationRoundedThemThrough) {
+  for (const auto scale_dtype : {torch::kFloat32, torch::kFloat16}) {
+    SCOPED_TRACE(c10::toString(scale_dtype));
+    auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
+    FakeQuantOptions options;
+    options.scale_dtype = scale_dtype;
+    attach_fake_quant(*m, assign_schemes(*m, parse_rules({"lm_head=none", "re:.*mlp\\..*=w4a16-g32", "re:.*self_attn\\..*=w8a8"})),
+                      options);
+    auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
+    calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
+    const auto dir = testing::scratch_dir() / c10::toString(scale_dtype);
+    ExportOptions bf16;
+    bf16.dtype = torch::kBFloat16;
+    export_compressed_tensors(*m, dir.string(), bf16);
+    const auto exported = model::HFCheckpoint::open(dir.string());
+    auto modules = m->named_modules("", false);
+    int inputs = 0;
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, layer] : fake_quant_layers(*m)) {
+      const auto& weight = modules[name]->as<model::LinearImpl>()->weight;
+      const auto scale = exported.tensor(name + ".weight_scale");
+      EXPECT_EQ(scale.scalar_type(), scale_dtype) << name;
+      const auto simulated = layer->weight_qparams(weight).scale.reshape({weight.size(0), -1});
+      EXPECT_TRUE(scale.to(torch::kFloat32).equal(simulated)) << name;
+      if (!exported.contains(name + ".input_scale")) continue;
+      ++inputs;
+      const auto input = exported.tensor(name + ".input_scale");
+      EXPECT_EQ(input.scalar_type(), scale_dtype) << name;
+      EXPECT_TRUE(input.to(torch::kFloat32).equal(layer->input_qparams().scale.reshape({1}))) << name;
+    }
+    EXPECT_EQ(inputs, 8);  // q, k, v, o of 2 layers
+    EXPECT_EQ(exported.tensor("model.norm.weight").scalar_type(), torch::kBFloat16);
+  }
+}
+
 TEST(Export, MixedSchemesLayoutAndConfig) {
   auto m = quantized_fixture({"re:.*mlp\\..*=w4a16-g32", "re:.*self_attn\\..*=w8a8"});
   const auto dir = testing::scratch_dir() / "mixed";

@@ -49,7 +49,7 @@ TEST_P(PrunedQuantizedExport, IntegerModelComputesWhatTheMaskedFakeQuantModelDid
   const double masked = testing::fixture_perplexity(*m);
 
   const auto dir = testing::scratch_dir() / "export";
-  const auto summary = export_pruned(*m, *masks, dir.string(), "");
+  const auto summary = export_pruned(*m, *masks, dir.string());
   EXPECT_TRUE(summary.quantized);
   EXPECT_EQ(summary.intermediate_size, 48);
   EXPECT_EQ(summary.attention_heads, 2);
@@ -83,7 +83,9 @@ TEST(PrunedExport, PlainExportIsAnFp32HuggingFaceFolder) {
   prune::apply_masks(*m, *masks);
   const double masked = testing::fixture_perplexity(*m);
   const auto dir = testing::scratch_dir() / "export";
-  const auto summary = export_pruned(*m, *masks, dir.string(), testing::fixture("tokenizer/gpt2").string());
+  quant::ExportOptions options;
+  options.tokenizer_source = testing::fixture("tokenizer/gpt2").string();
+  const auto summary = export_pruned(*m, *masks, dir.string(), options);
   EXPECT_FALSE(summary.quantized);
   EXPECT_TRUE(std::filesystem::exists(dir / "tokenizer.json"));
   EXPECT_EQ(summary.intermediate_size, 64);
