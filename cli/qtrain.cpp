@@ -38,6 +38,7 @@ std::optional<po::variables_map> parse_subcommand(int argc, char** argv, po::opt
 
 int quantize_command(int argc, char** argv) {
   qtrain::trainer::QuantizeJob j;
+  std::string method = qtrain::config::name_of(j.ptq.method), observer = qtrain::config::name_of(j.observer);
   po::options_description desc("qtrain quantize: PTQ of a Hugging Face checkpoint to a compressed-tensors folder\nOptions");
   desc.add_options()
       ("model", po::value(&j.model)->required(), "Hugging Face checkpoint folder")
@@ -45,22 +46,24 @@ int quantize_command(int argc, char** argv) {
       ("rule", po::value(&j.rules)->composing(), "PATTERN=SCHEME, repeatable, first match wins (replaces --scheme)")
       ("calib", po::value(&j.calibration)->required(), "HDF5 token file with calibration text")
       ("output", po::value(&j.output)->required(), "folder to write")
-      ("method", po::value(&j.method)->default_value(j.method), "rtn|gptq|awq|smoothquant")
-      ("observer", po::value(&j.observer)->default_value(j.observer), "minmax|ema|percentile|mse (static activation scales)")
+      ("method", po::value(&method)->default_value(method), "rtn|gptq|awq|smoothquant")
+      ("observer", po::value(&observer)->default_value(observer), "minmax|ema|percentile|mse (static activation scales)")
       ("seq-len", po::value(&j.seq_len)->default_value(j.seq_len), "tokens per calibration sequence")
       ("calibration-sequences", po::value(&j.calibration_sequences)->default_value(j.calibration_sequences), "sequences from the start of --calib")
       ("batch-size", po::value(&j.batch_size)->default_value(j.batch_size), "sequences per calibration forward")
-      ("gptq-dampening", po::value(&j.gptq_dampening)->default_value(j.gptq_dampening), "GPTQ dampening fraction")
-      ("gptq-block-size", po::value(&j.gptq_block_size)->default_value(j.gptq_block_size), "GPTQ block of columns")
-      ("gptq-act-order", po::value(&j.gptq_act_order)->default_value(j.gptq_act_order), "GPTQ activation order")
-      ("smoothquant-alpha", po::value(&j.smoothquant_alpha)->default_value(j.smoothquant_alpha), "SmoothQuant migration strength")
-      ("awq-grid", po::value(&j.awq_grid)->default_value(j.awq_grid), "AWQ grid points")
+      ("gptq-dampening", po::value(&j.ptq.gptq_dampening)->default_value(j.ptq.gptq_dampening), "GPTQ dampening fraction")
+      ("gptq-block-size", po::value(&j.ptq.gptq_block_size)->default_value(j.ptq.gptq_block_size), "GPTQ block of columns")
+      ("gptq-act-order", po::value(&j.ptq.gptq_act_order)->default_value(j.ptq.gptq_act_order), "GPTQ activation order")
+      ("smoothquant-alpha", po::value(&j.ptq.smoothquant_alpha)->default_value(j.ptq.smoothquant_alpha), "SmoothQuant migration strength")
+      ("awq-grid", po::value(&j.ptq.awq_grid)->default_value(j.ptq.awq_grid), "AWQ grid points")
       ("eval", po::value(&j.eval_data), "token file: print the exported model's perplexity on it")
       ("eval-seq-len", po::value(&j.eval_seq_len)->default_value(j.eval_seq_len), "window of that perplexity")
       ("device", po::value(&j.device)->default_value(j.device), "auto|cpu|cuda")
       ("dtype", po::value(&j.dtype)->default_value(j.dtype), "compute dtype: auto|fp32|bf16")
       ("max-shard-mb", po::value(&j.max_shard_mb)->default_value(j.max_shard_mb), "largest weight file (MiB); larger exports are sharded with an index");
   if (!parse_subcommand(argc, argv, desc)) return 0;
+  j.ptq.method = qtrain::config::parse_choice<qtrain::config::PtqMethod>(method, "--method");
+  j.observer = qtrain::config::parse_choice<qtrain::config::ObserverKind>(observer, "--observer");
   return qtrain::trainer::run_quantize(j);
 }
 
@@ -98,7 +101,9 @@ int run(int argc, char** argv) {
   if (cli.dry_run) {
     if (!qtrain::dist::is_main()) return 0;  // under mpirun: one copy of the config and estimate, from rank 0
     std::fputs(to_yaml(config).c_str(), stdout);
-    const bool gpu = config.job.model.device == "cuda" || (config.job.model.device == "auto" && qtrain::compat::cuda_available());
+    using qtrain::config::DeviceChoice;
+    const auto device = config.job.model.device;
+    const bool gpu = device == DeviceChoice::cuda || (device == DeviceChoice::automatic && qtrain::compat::cuda_available());
     const int ranks = qtrain::dist::world_size();
     std::fputs(qtrain::trainer::describe_estimate(qtrain::trainer::estimate_job(config.job, ranks, gpu), ranks, gpu).c_str(),
                stdout);

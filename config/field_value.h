@@ -1,5 +1,5 @@
-// The field types a config may hold (bool, int64, double, string, lists of int64/string,
-// std::optional of those): their names, how each is read from a parsed value with its
+// The field types a config may hold (bool, int64, double, string, an enum of
+// config/choices.h, lists of int64/string, std::optional of those): their names, how each is read from a parsed value with its
 // constraints checked, and how each is written back as YAML.
 #pragma once
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "config/choices.h"
 #include "config/rules.h"
 
 namespace qtrain::config {
@@ -42,6 +43,8 @@ inline std::string type_name(Tag<double>) { return "number"; }
 inline std::string type_name(Tag<std::string>) { return "string"; }
 inline std::string type_name(Tag<std::vector<std::int64_t>>) { return "list of integers"; }
 inline std::string type_name(Tag<std::vector<std::string>>) { return "list of strings"; }
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+std::string type_name(Tag<E>) { return "string"; }  // one of its names
 template <class T>
 std::string type_name(Tag<std::optional<T>>) { return type_name(Tag<T>{}) + " or null"; }
 
@@ -52,6 +55,8 @@ struct FieldTraits {
   static constexpr bool optional = false;
   static constexpr bool numeric = std::is_same_v<T, std::int64_t> || std::is_same_v<T, double>;
   static constexpr bool string = std::is_same_v<T, std::string>;
+  static constexpr bool enumerated = std::is_enum_v<T>;
+  using Element = T;
 };
 template <class T>
 struct FieldTraits<std::vector<T>> : FieldTraits<T> {
@@ -67,6 +72,17 @@ void assign_value(const RawValue& raw, bool& out, const Rules& rules, const Wher
 void assign_value(const RawValue& raw, std::int64_t& out, const Rules& rules, const Where& where);
 void assign_value(const RawValue& raw, double& out, const Rules& rules, const Where& where);
 void assign_value(const RawValue& raw, std::string& out, const Rules& rules, const Where& where);
+// An enum: one of its names (rules.choices holds them: config/schema.h).
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+void assign_value(const RawValue& raw, E& out, const Rules& rules, const Where& where) {
+  std::string name;
+  assign_value(raw, name, rules, where);
+  for (const auto& [value, text] : EnumNames<E>::values)
+    if (name == text) {
+      out = value;
+      return;
+    }
+}
 
 template <class T>
 void assign_value(const RawValue& raw, std::vector<T>& out, const Rules& rules, const Where& where) {
@@ -83,7 +99,13 @@ void assign_value(const RawValue& raw, std::vector<T>& out, const Rules& rules, 
 
 template <class T>
 void assign_value(const RawValue& raw, std::optional<T>& out, const Rules& rules, const Where& where) {
-  if (raw.kind == RawValue::Kind::null) {
+  if (rules.none_is_null) {  // spelled none; an empty value is a mistake, not a choice
+    if (raw.kind == RawValue::Kind::null) throw config_error(where, "missing value", type_name(Tag<T>{}) + " or none");
+    if (raw.kind == RawValue::Kind::scalar && !raw.quoted && raw.text == "none") {
+      out.reset();
+      return;
+    }
+  } else if (raw.kind == RawValue::Kind::null) {
     out.reset();
     return;
   }
@@ -97,6 +119,10 @@ std::string format_value(bool value);
 std::string format_value(std::int64_t value);
 std::string format_value(double value);
 std::string format_value(const std::string& value);
+template <class E, std::enable_if_t<std::is_enum_v<E>, int> = 0>
+std::string format_value(E value) {
+  return name_of(value);
+}
 
 template <class T>
 std::string format_value(const std::vector<T>& values) {

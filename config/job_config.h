@@ -3,9 +3,11 @@
 // To add a field: declare it with its default and add one v.field(...) line to visit().
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
 #include "config/rules.h"
 
 namespace qtrain::config {
@@ -27,25 +29,29 @@ struct RunSection {
 };
 
 struct ModelSection {
-  std::string teacher;
+  std::optional<std::string> teacher;  // none: no teacher
   std::string student = "copy";
   std::string student_config;
   std::vector<std::string> student_overrides;
-  std::string student_init = "teacher";
+  StudentInit student_init = StudentInit::teacher;
   double init_std = 0.02;
-  std::string dtype = "auto";
-  std::string device = "auto";
+  ComputeDtype dtype = ComputeDtype::automatic;
+  DeviceChoice device = DeviceChoice::automatic;
+
+  StudentSource student_source() const {
+    return student == "copy" ? StudentSource::copy : student == "config" ? StudentSource::config : StudentSource::checkpoint;
+  }
 
   template <class V>
   void visit(V& v) {
-    v.field("teacher", teacher, "Hugging Face checkpoint folder of the frozen teacher; \"none\" trains without one (distill.beta and distill.gamma must be 0)", Required{});
+    v.field("teacher", teacher, "Hugging Face checkpoint folder of the frozen teacher; none trains without one (distill.beta and distill.gamma must be 0)", Required{}, NoneIsNull{});
     v.field("student", student, "Student to train: \"copy\" (of the teacher), \"config\" (built from student_config / student_overrides) or a checkpoint folder");
     v.field("student_config", student_config, "config.json of a student built from scratch (student: config); empty = the teacher's config");
     v.field("student_overrides", student_overrides, "Changes to the student's config.json (student: config), e.g. [num_hidden_layers=4, intermediate_size=1024]");
-    v.field("student_init", student_init, "Weights of a student built from a config: \"teacher\" (the teacher's where shapes match, layers picked evenly) or \"random\"", Choices{"teacher", "random"});
+    v.field("student_init", student_init, "Weights of a student built from a config: \"teacher\" (the teacher's where shapes match, layers picked evenly) or \"random\"");
     v.field("init_std", init_std, "Standard deviation of random initialisation (normal; norms start at 1, biases at 0)", greater_than(0));
-    v.field("dtype", dtype, "Compute dtype; auto = bf16 on CUDA, fp32 on CPU", Choices{"auto", "fp32", "bf16", "fp16"});
-    v.field("device", device, "Device; auto = CUDA when available, else CPU", Choices{"auto", "cpu", "cuda"});
+    v.field("dtype", dtype, "Compute dtype; auto = bf16 on CUDA, fp32 on CPU");
+    v.field("device", device, "Device; auto = CUDA when available, else CPU");
   }
 };
 
@@ -93,7 +99,7 @@ struct TrainingSection {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;
-  std::string schedule = "cosine";
+  LrSchedule schedule = LrSchedule::cosine;
   std::int64_t max_skipped_steps = 10;
   bool activation_checkpointing = false;
 
@@ -108,7 +114,7 @@ struct TrainingSection {
     v.field("beta2", beta2, "AdamW second-moment decay", Range{0, 1, false});
     v.field("eps", eps, "AdamW epsilon", greater_than(0));
     v.field("grad_clip", grad_clip, "Clip the global gradient norm to this; 0 = off", at_least(0));
-    v.field("schedule", schedule, "Decay after warmup, from lr to lr * min_lr_ratio", Choices{"cosine", "linear", "constant"});
+    v.field("schedule", schedule, "Decay after warmup, from lr to lr * min_lr_ratio");
     v.field("max_skipped_steps", max_skipped_steps, "Steps with a NaN/Inf loss or gradient are skipped; abort after this many", at_least(0));
     v.field("activation_checkpointing", activation_checkpointing, "Keep only each student decoder layer's input in forward and run the layer again in backward (per-layer activation checkpointing: less activation memory for about a third more student compute)");
   }
@@ -121,7 +127,7 @@ struct DistillSection {
   double beta = 1.0;
   double temperature = 1.0;
   double gamma = 0.0;
-  std::string hidden_loss = "mse";
+  HiddenLoss hidden_loss = HiddenLoss::mse;
   std::vector<std::int64_t> student_layers;
   std::vector<std::int64_t> teacher_layers;
   std::int64_t loss_chunk_tokens = 1024;
@@ -132,50 +138,62 @@ struct DistillSection {
     v.field("beta", beta, "Weight of the KL distillation loss against the teacher", at_least(0));
     v.field("temperature", temperature, "Softmax temperature of the distillation loss", greater_than(0));
     v.field("gamma", gamma, "Weight of the hidden-state loss", at_least(0));
-    v.field("hidden_loss", hidden_loss, "Hidden-state loss per layer pair: mse, or cosine (1 - cosine similarity)", Choices{"mse", "cosine"});
+    v.field("hidden_loss", hidden_loss, "Hidden-state loss per layer pair: mse, or cosine (1 - cosine similarity)");
     v.field("student_layers", student_layers, "Student layers (0-based) whose outputs are matched; a projection is learned where widths differ");
     v.field("teacher_layers", teacher_layers, "Teacher layers paired with student_layers, same length");
     v.field("loss_chunk_tokens", loss_chunk_tokens, "Tokens per chunk of the fused cross-entropy + KL loss, which never holds more than one chunk's logits (docs/distillation.md); 0 = full [tokens x vocab] logits. Full logits are also used where an lm_head is quantized or pruned", at_least(0));
   }
 };
 
-// Quantization-aware training and PTQ (docs/quantization.md). No rules: no quantization.
-struct QuantSection {
-  std::vector<std::string> rules;
-  std::string method = "rtn";
-  std::string observer = "minmax";
-  double percentile = 99.99;
-  double ema_decay = 0.9;
-  std::int64_t calibration_sequences = 16;
-  bool learnable_scales = false;
-  std::string scale_dtype = "bf16";
-  std::string export_dtype = "bf16";
-  bool export_at_end = true;
+// The PTQ that initialises a quantized student, or that `qtrain quantize` runs: the method
+// and its parameters. One struct for both, taken as is by quant::run_ptq; its keys sit
+// directly in the quant section (quant.method, quant.gptq_dampening, ...).
+struct PtqSection {
+  PtqMethod method = PtqMethod::rtn;
   double gptq_dampening = 0.01;
   std::int64_t gptq_block_size = 128;
   bool gptq_act_order = true;
   double smoothquant_alpha = 0.5;
   std::int64_t awq_grid = 20;
-  std::string kv_cache = "none";
 
   template <class V>
   void visit(V& v) {
-    v.field("rules", rules, "Schemes by module name, first match wins: [\"lm_head=none\", \"re:.*mlp\\\\..*=w4a16-g128\", \"re:.*self_attn\\\\..*=w8a8\"]; schemes: none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic");
-    v.field("method", method, "PTQ that initialises the quantized student before training (and that `qtrain quantize` runs)", Choices{"rtn", "gptq", "awq", "smoothquant"});
-    v.field("observer", observer, "Activation range observer for static input scales", Choices{"minmax", "ema", "percentile", "mse"});
-    v.field("percentile", percentile, "Percentile of |x| kept by the percentile observer", Range{50, 100});
-    v.field("ema_decay", ema_decay, "Decay of the ema observer", Range{0, 1});
-    v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) that calibrate activation scales and PTQ", at_least(1));
-    v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int weights) instead of following min-max");
-    v.field("scale_dtype", scale_dtype, "dtype the exported scales are stored in; simulated scales are rounded through it", Choices{"bf16", "fp16", "fp32"});
-    v.field("export_dtype", export_dtype, "dtype of the export's unquantized tensors (embeddings, norms, an unquantized lm_head, biases); scales keep scale_dtype", Choices{"bf16", "fp16", "fp32"});
-    v.field("export_at_end", export_at_end, "Export the compressed-tensors checkpoint to run.output_dir/export after the last step, and evaluate it");
+    v.field("method", method, "PTQ that initialises the quantized student before training (and that `qtrain quantize` runs)");
     v.field("gptq_dampening", gptq_dampening, "GPTQ: fraction of the mean Hessian diagonal added to it", Range{0, 1});
     v.field("gptq_block_size", gptq_block_size, "GPTQ: columns processed per block (lazy batch updates)", at_least(1));
     v.field("gptq_act_order", gptq_act_order, "GPTQ: quantize columns in order of decreasing Hessian diagonal");
     v.field("smoothquant_alpha", smoothquant_alpha, "SmoothQuant: migration strength from activations to weights", Range{0, 1});
     v.field("awq_grid", awq_grid, "AWQ: points of the grid search over the scaling exponent", at_least(1));
-    v.field("kv_cache", kv_cache, "KV-cache quantization: int8 (keys per channel, values per token; simulated only, engines do not load it) or fp8 (per-tensor, exported as k_scale/v_scale)", Choices{"none", "int8", "fp8"});
+  }
+};
+
+// Quantization-aware training and PTQ (docs/quantization.md). No rules: no quantization.
+struct QuantSection {
+  std::vector<std::string> rules;
+  PtqSection ptq;
+  ObserverKind observer = ObserverKind::minmax;
+  double percentile = 99.99;
+  double ema_decay = 0.9;
+  std::int64_t calibration_sequences = 16;
+  bool learnable_scales = false;
+  StoredDtype scale_dtype = StoredDtype::bf16;
+  StoredDtype export_dtype = StoredDtype::bf16;
+  bool export_at_end = true;
+  KvCache kv_cache = KvCache::none;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("rules", rules, "Schemes by module name, first match wins: [\"lm_head=none\", \"re:.*mlp\\\\..*=w4a16-g128\", \"re:.*self_attn\\\\..*=w8a8\"]; schemes: none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic");
+    ptq.visit(v);
+    v.field("observer", observer, "Activation range observer for static input scales");
+    v.field("percentile", percentile, "Percentile of |x| kept by the percentile observer", Range{50, 100});
+    v.field("ema_decay", ema_decay, "Decay of the ema observer", Range{0, 1});
+    v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) that calibrate activation scales and PTQ", at_least(1));
+    v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int weights) instead of following min-max");
+    v.field("scale_dtype", scale_dtype, "dtype the exported scales are stored in; simulated scales are rounded through it");
+    v.field("export_dtype", export_dtype, "dtype of the export's unquantized tensors (embeddings, norms, an unquantized lm_head, biases); scales keep scale_dtype");
+    v.field("export_at_end", export_at_end, "Export the compressed-tensors checkpoint to run.output_dir/export after the last step, and evaluate it");
+    v.field("kv_cache", kv_cache, "KV-cache quantization: int8 (keys per channel, values per token; simulated only, engines do not load it) or fp8 (per-tensor, exported as k_scale/v_scale)");
   }
 };
 
@@ -184,8 +202,8 @@ struct QuantSection {
 struct PruneSection {
   double mlp_sparsity = 0.0;
   double heads_sparsity = 0.0;
-  std::string importance = "activation";
-  std::string schedule = "oneshot";
+  Importance importance = Importance::activation;
+  PruneSchedule schedule = PruneSchedule::oneshot;
   std::int64_t start_step = 0;
   std::int64_t end_step = 0;
   std::int64_t every_steps = 10;
@@ -199,8 +217,8 @@ struct PruneSection {
   void visit(V& v) {
     v.field("mlp_sparsity", mlp_sparsity, "Target fraction of MLP intermediate channels removed in every layer (kept count rounded to `multiple`)", Range{0, 1});
     v.field("heads_sparsity", heads_sparsity, "Target fraction of KV groups (a kv head and its query heads) removed in every layer", Range{0, 1});
-    v.field("importance", importance, "How channels and heads are ranked: activation (mean |activation| on calibration batches, Minitron), taylor (sum of |w * grad| of the loss), magnitude (L2 norm of the weights)", Choices{"activation", "taylor", "magnitude"});
-    v.field("schedule", schedule, "oneshot: the target at start_step; gradual: cubic ramp from 0 at start_step to the target at end_step (Zhu & Gupta 2017), every every_steps", Choices{"oneshot", "gradual"});
+    v.field("importance", importance, "How channels and heads are ranked: activation (mean |activation| on calibration batches, Minitron), taylor (sum of |w * grad| of the loss), magnitude (L2 norm of the weights)");
+    v.field("schedule", schedule, "oneshot: the target at start_step; gradual: cubic ramp from 0 at start_step to the target at end_step (Zhu & Gupta 2017), every every_steps");
     v.field("start_step", start_step, "Optimizer steps done before the (first) pruning; 0 = before training starts", at_least(0));
     v.field("end_step", end_step, "gradual: the step at which the target sparsity is reached", at_least(0));
     v.field("every_steps", every_steps, "gradual: recompute importance and grow the masks every N steps", at_least(1));
@@ -229,7 +247,7 @@ struct LoggingSection {
   std::int64_t every_steps = 10;
   bool jsonl = true;
   bool tensorboard = true;
-  std::string progress = "auto";
+  ProgressMode progress = ProgressMode::automatic;
   std::int64_t profile_step = 0;
   std::int64_t profile_steps = 1;
 
@@ -238,7 +256,7 @@ struct LoggingSection {
     v.field("every_steps", every_steps, "Log loss, learning rate and throughput every N steps", at_least(1));
     v.field("jsonl", jsonl, "Write metrics as JSON lines to run.output_dir/metrics.jsonl");
     v.field("tensorboard", tensorboard, "Write TensorBoard event files to run.output_dir/tensorboard");
-    v.field("progress", progress, "Progress display on rank 0: auto (a bar on a terminal, lines otherwise), bar, lines, off", Choices{"auto", "bar", "lines", "off"});
+    v.field("progress", progress, "Progress display on rank 0: auto (a bar on a terminal, lines otherwise), bar, lines, off");
     v.field("profile_step", profile_step, "Profile the training from this optimizer step (1-based) with the PyTorch profiler (Kineto, LibTorch 2.x): rank 0's Chrome trace of CPU ops and CUDA kernels goes to run.output_dir/profile/ (bench/profile_summary.py tabulates it, docs/performance.md); 0 = off", at_least(0));
     v.field("profile_steps", profile_steps, "How many optimizer steps logging.profile_step profiles", at_least(1));
   }

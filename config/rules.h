@@ -1,5 +1,5 @@
 // Constraints a config field can declare in its visit() line: Range{lo, hi}, at_least(x),
-// greater_than(x), Choices{"a", "b"} and Required{}; they are checked on every assignment
+// greater_than(x), Choices{"a", "b"}, Required{} and NoneIsNull{}; they are checked on every assignment
 // and shown in the markdown reference.
 #pragma once
 #include <initializer_list>
@@ -35,15 +35,21 @@ struct Choices {
 // The field has no usable default: the file or a --set must give it.
 struct Required {};
 
+// An optional field whose absence is spelled `none` (model.teacher: none), and printed so;
+// null or an empty value is refused as a missing value.
+struct NoneIsNull {};
+
 struct Rules {
   std::optional<Range> range;
   std::optional<Choices> choices;
   bool required = false;
+  bool none_is_null = false;
 };
 
 inline void add_rule(Rules& rules, const Range& range) { rules.range = range; }
 inline void add_rule(Rules& rules, const Choices& choices) { rules.choices = choices; }
 inline void add_rule(Rules& rules, const Required&) { rules.required = true; }
+inline void add_rule(Rules& rules, const NoneIsNull&) { rules.none_is_null = true; }
 
 template <class... Options>
 Rules make_rules(const Options&... options) {

@@ -68,16 +68,29 @@ class Binder {
     static_assert(!(std::is_same_v<Options, Range> || ...) || FieldTraits<T>::numeric,
                   "Range applies to integer and number fields");
     static_assert(!(std::is_same_v<Options, Choices> || ...) || FieldTraits<T>::string,
-                  "Choices applies to string fields");
+                  "Choices applies to string fields (an enum field's choices are its names)");
     SchemaEntry e = make_entry(name, doc, false);
     e.type = type_name(Tag<T>{});
     e.rules = make_rules(options...);
+    if constexpr (FieldTraits<T>::enumerated) {
+      Choices names{};
+      names.values = names_of<typename FieldTraits<T>::Element>();
+      e.rules.choices = names;
+    }
     e.is_list = FieldTraits<T>::list;
     e.is_optional = FieldTraits<T>::optional;
     e.assign = [&value, rules = e.rules, key = e.key](const RawValue& raw, const std::string& file) {
       assign_value(raw, value, rules, Where{file, key, raw.line});
     };
     e.format = [&value] { return format_value(value); };
+    if constexpr (std::is_same_v<T, std::optional<std::string>>) {
+      // null prints as none, and a string that reads "none" in quotes, to read back the same.
+      if (e.rules.none_is_null) e.type = type_name(Tag<std::string>{}) + " or none";
+      if (e.rules.none_is_null)
+        e.format = [&value] { return !value ? std::string("none") : *value == "none" ? "\"none\"" : format_value(*value); };
+    } else {
+      static_assert(!(std::is_same_v<Options, NoneIsNull> || ...), "NoneIsNull applies to optional strings");
+    }
     schema_.add(std::move(e));
   }
 

@@ -32,7 +32,7 @@ void validate_prune(const PruneSection& prune, const JobConfig& job, const Sourc
   if (!prune.enabled()) return;
   const int64_t steps = job.training.steps;
   // Layers after the last hidden-loss pair get no gradient from the hidden loss alone.
-  if (prune.importance == "taylor" && job.distill.alpha == 0 && job.distill.beta == 0)
+  if (prune.importance == Importance::taylor && job.distill.alpha == 0 && job.distill.beta == 0)
     throw config_error(where_set(sources, origin, "prune.importance"),
                        "taylor importance needs the gradient of an output loss, but distill.alpha and distill.beta are 0",
                        "activation or magnitude importance, or distill.alpha > 0 or distill.beta > 0");
@@ -40,7 +40,7 @@ void validate_prune(const PruneSection& prune, const JobConfig& job, const Sourc
     throw config_error(where_set(sources, origin, "prune.start_step"),
                        "start_step " + std::to_string(prune.start_step) + " leaves no training step after it",
                        "< training.steps (" + std::to_string(steps) + ")");
-  if (prune.schedule == "gradual" && (prune.end_step <= prune.start_step || prune.end_step > steps))
+  if (prune.schedule == PruneSchedule::gradual && (prune.end_step <= prune.start_step || prune.end_step > steps))
     throw config_error(where_set(sources, origin, "prune.end_step"),
                        "end_step " + std::to_string(prune.end_step) + " does not lie after start_step " +
                            std::to_string(prune.start_step) + " within the run",
@@ -61,11 +61,11 @@ void validate(const JobConfig& job, const Sources& sources, const std::string& o
   if (d.alpha == 0 && d.beta == 0 && d.gamma == 0)
     throw config_error(where_set(sources, origin, "distill.beta"), "alpha, beta and gamma are all 0, so the loss is 0",
                        "alpha > 0, beta > 0 or gamma > 0");
-  if (job.model.teacher == "none" && (d.beta > 0 || d.gamma > 0))
+  if (!job.model.teacher && (d.beta > 0 || d.gamma > 0))
     throw config_error(where_set(sources, origin, "model.teacher"),
                        "no teacher, but the loss has teacher terms (distill.beta or distill.gamma > 0)",
                        "a teacher checkpoint folder, or distill.beta = distill.gamma = 0");
-  if (job.model.teacher == "none" && job.model.student == "copy")
+  if (!job.model.teacher && job.model.student_source() == StudentSource::copy)
     throw config_error(where_set(sources, origin, "model.student"), "a copy of the teacher needs a teacher",
                        "config or a checkpoint folder");
   if (d.student_layers.size() != d.teacher_layers.size())

@@ -11,13 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
 #include "model/causal_lm.h"
 
 namespace qtrain::distill {
 
 struct DistillOptions {
   double alpha = 0.0, beta = 1.0, temperature = 1.0, gamma = 0.0;
-  std::string hidden_loss = "mse";
+  config::HiddenLoss hidden_loss = config::HiddenLoss::mse;
   std::vector<int64_t> student_layers, teacher_layers;
   int64_t loss_chunk_tokens = 1024;  // 0: ce and kd on full [tokens x vocab] logits
 };

@@ -20,11 +20,11 @@ torch::Tensor next_token_cross_entropy(const torch::Tensor& student_logits, cons
                                               labels.reshape({-1}));
 }
 
-torch::Tensor hidden_state_loss(const torch::Tensor& student, const torch::Tensor& teacher, const std::string& kind) {
+torch::Tensor hidden_state_loss(const torch::Tensor& student, const torch::Tensor& teacher, config::HiddenLoss kind) {
   const auto width = student.size(-1);
   auto s = student.reshape({-1, width}).to(torch::kFloat32);
   auto t = teacher.reshape({-1, width}).to(torch::kFloat32);
-  if (kind == "cosine") return (1.0 - torch::cosine_similarity(s, t, /*dim=*/-1)).mean();
+  if (kind == config::HiddenLoss::cosine) return (1.0 - torch::cosine_similarity(s, t, /*dim=*/-1)).mean();
   return (s - t).pow(2).mean();
 }
 

@@ -9,13 +9,15 @@
 
 #include <string>
 
+#include "config/choices.h"
+
 namespace qtrain::distill {
 
 // logits [.., vocab] (any float dtype) -> scalar.
 torch::Tensor kd_kl_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, double temperature);
 // logits [.., vocab], labels [..] int64 -> scalar.
 torch::Tensor next_token_cross_entropy(const torch::Tensor& student_logits, const torch::Tensor& labels);
-// [.., width] each (already projected to the same width) -> scalar; kind: mse | cosine.
-torch::Tensor hidden_state_loss(const torch::Tensor& student, const torch::Tensor& teacher, const std::string& kind);
+// [.., width] each (already projected to the same width) -> scalar.
+torch::Tensor hidden_state_loss(const torch::Tensor& student, const torch::Tensor& teacher, config::HiddenLoss kind);
 
 }  // namespace qtrain::distill

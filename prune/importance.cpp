@@ -77,13 +77,6 @@ void sum_over_ranks(Importance& importance, std::vector<double>* extra = nullptr
 
 }  // namespace
 
-ImportanceKind importance_kind(const std::string& name) {
-  if (name == "activation") return ImportanceKind::activation;
-  if (name == "taylor") return ImportanceKind::taylor;
-  if (name == "magnitude") return ImportanceKind::magnitude;
-  throw Error("unknown importance '" + name + "'").key("prune.importance").expected("activation, taylor or magnitude");
-}
-
 Importance magnitude_importance(model::CausalLMImpl& model) {
   auto out = unit_sums(model, [](const torch::Tensor& p) { return p.detach().to(torch::kFloat64).square(); });
   for (auto& t : out.mlp_channels) t = t.sqrt();

@@ -20,9 +20,6 @@
 
 namespace qtrain::prune {
 
-enum class ImportanceKind { activation, taylor, magnitude };
-ImportanceKind importance_kind(const std::string& name);  // throws qtrain::Error
-
 struct Importance {
   std::vector<torch::Tensor> mlp_channels;  // per layer [intermediate_size], fp64 on CPU
   std::vector<torch::Tensor> kv_groups;     // per layer [num_key_value_heads], fp64 on CPU

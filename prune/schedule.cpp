@@ -9,7 +9,7 @@
 namespace qtrain::prune {
 
 bool PruneSchedule::is_update_step(int64_t step) const {
-  if (kind == "oneshot") return step == start_step;
+  if (kind == config::PruneSchedule::oneshot) return step == start_step;
   // At start_step the schedule is still at 0: the first growth comes one interval later.
   if (step <= start_step || step > end_step) return false;
   return (step - start_step) % every_steps == 0 || step == end_step;
@@ -17,7 +17,7 @@ bool PruneSchedule::is_update_step(int64_t step) const {
 
 double PruneSchedule::progress(int64_t step) const {
   if (step < start_step) return 0.0;
-  if (kind == "oneshot" || step >= end_step) return 1.0;
+  if (kind == config::PruneSchedule::oneshot || step >= end_step) return 1.0;
   const double done = static_cast<double>(step - start_step) / static_cast<double>(end_step - start_step);
   return 1.0 - std::pow(1.0 - done, 3.0);
 }

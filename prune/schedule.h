@@ -7,12 +7,13 @@
 // (kept_units) so that every intermediate size is tensor-core friendly as well.
 #pragma once
 #include <cstdint>
-#include <string>
+
+#include "config/choices.h"
 
 namespace qtrain::prune {
 
 struct PruneSchedule {
-  std::string kind = "oneshot";  // oneshot | gradual
+  config::PruneSchedule kind = config::PruneSchedule::oneshot;
   int64_t start_step = 0, end_step = 0, every_steps = 1;
 
   // Whether the masks are recomputed after `step` optimizer steps.

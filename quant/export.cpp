@@ -81,7 +81,7 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
 // FP8 KV cache: per-tensor static scales, the scheme vLLM reads; nothing for int8 or none.
 json kv_cache_scheme(model::CausalLMImpl& model) {
   const auto kv = kv_cache_quantizers(model);
-  if (kv.empty() || kv.front()->kind() != "fp8") return nullptr;
+  if (kv.empty() || kv.front()->kind() != config::KvCache::fp8) return nullptr;
   QuantArgs a;
   a.type = "float";
   return args_json(a);
@@ -164,7 +164,7 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
         done.insert(name + ".weight");
         done.insert(name + ".bias");
       }
-      if (unit >= 0 && static_cast<size_t>(unit) < kv.size() && kv[unit]->kind() == "fp8") {
+      if (unit >= 0 && static_cast<size_t>(unit) < kv.size() && kv[unit]->kind() == config::KvCache::fp8) {
         const auto prefix = "model.layers." + std::to_string(unit) + ".self_attn.";
         tensors.emplace_back(prefix + ct::kKeyScale, kv[unit]->key_scale.detach().reshape({1}).to(torch::kFloat32));
         tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->value_scale.detach().reshape({1}).to(torch::kFloat32));

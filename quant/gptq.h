@@ -34,7 +34,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
 // The whole model, decoder layer by decoder layer: Hessians of a layer's quantized linears
 // are collected (summed over ranks) from the calibration batches with the earlier layers
 // already quantized, then each weight is replaced by its GPTQ result and its scales fixed.
-// `hold`: PtqOptions::hold (ptq.h), for a sharded model.
+// `hold`: HoldLayer (ptq.h), for a sharded model.
 void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
               const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
 

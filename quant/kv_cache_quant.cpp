@@ -30,9 +30,9 @@ void reduce_max(torch::Tensor& t) {
 
 }  // namespace
 
-KvCacheQuant::KvCacheQuant(std::string kind, int64_t kv_heads, int64_t head_dim) : kind_(std::move(kind)) {
-  QT_REQUIRE(kind_ == "int8" || kind_ == "fp8", "KV-cache quantization is int8 or fp8");
-  key_scale = register_buffer("key_scale", kind_ == "int8" ? torch::ones({kv_heads, head_dim}) : torch::ones({1}));
+KvCacheQuant::KvCacheQuant(config::KvCache kind, int64_t kv_heads, int64_t head_dim) : kind_(kind) {
+  QT_REQUIRE(kind_ != config::KvCache::none, "KV-cache quantization is int8 or fp8");
+  key_scale = register_buffer("key_scale", kind_ == config::KvCache::int8 ? torch::ones({kv_heads, head_dim}) : torch::ones({1}));
   value_scale = register_buffer("value_scale", torch::ones({1}));
   frozen = register_buffer("frozen", torch::zeros({}, torch::kBool));
 }
@@ -49,10 +49,10 @@ void KvCacheQuant::freeze() {
   reduce_max(key_absmax_);
   reduce_max(value_absmax_);
   // Symmetric scales through the shared formula: absmax / ((qmax - qmin) / 2).
-  const auto key_args = kind_ == "int8" ? int8_args(Strategy::channel, false) : fp8_args();
+  const auto key_args = kind_ == config::KvCache::int8 ? int8_args(Strategy::channel, false) : fp8_args();
   auto kq = qparams_from_minmax(-key_absmax_.reshape({-1, 1}), key_absmax_.reshape({-1, 1}), key_args, torch::kFloat32);
   key_scale.copy_(kq.scale.reshape(key_scale.sizes()));
-  if (kind_ == "fp8") {
+  if (kind_ == config::KvCache::fp8) {
     auto vq = qparams_from_minmax(-value_absmax_.reshape({1, 1}), value_absmax_.reshape({1, 1}), fp8_args(), torch::kFloat32);
     value_scale.copy_(vq.scale.reshape({1}));
   }
@@ -62,14 +62,14 @@ void KvCacheQuant::freeze() {
 std::pair<torch::Tensor, torch::Tensor> KvCacheQuant::forward(const torch::Tensor& k, const torch::Tensor& v) {
   if (observing_) {
     torch::NoGradGuard no_grad;
-    if (kind_ == "int8")  // per (kv head, channel): max over batch and positions
+    if (kind_ == config::KvCache::int8)  // per (kv head, channel): max over batch and positions
       key_absmax_ = torch::maximum(key_absmax_, k.detach().abs().to(torch::kFloat32).amax({0, 2}));
     else
       key_absmax_ = torch::maximum(key_absmax_, k.detach().abs().to(torch::kFloat32).max().reshape({1}));
     value_absmax_ = torch::maximum(value_absmax_, v.detach().abs().to(torch::kFloat32).max().reshape({1}));
     return {k, v};
   }
-  if (kind_ == "fp8") {
+  if (kind_ == config::KvCache::fp8) {
     const auto a = fp8_args();
     QParams kq{key_scale.reshape({1, 1}), torch::zeros({1, 1}, key_scale.options())};
     QParams vq{value_scale.reshape({1, 1}), torch::zeros({1, 1}, value_scale.options())};
@@ -86,8 +86,8 @@ std::pair<torch::Tensor, torch::Tensor> KvCacheQuant::forward(const torch::Tenso
   return {k_out.contiguous(), v_out};
 }
 
-void attach_kv_cache_quant(model::CausalLMImpl& model, const std::string& kind) {
-  if (kind == "none") return;
+void attach_kv_cache_quant(model::CausalLMImpl& model, config::KvCache kind) {
+  if (kind == config::KvCache::none) return;
   const auto& c = model.config();
   for (const auto& layer : *model.model->layers) {
     auto& attn = *layer->as<model::DecoderLayerImpl>()->self_attn;

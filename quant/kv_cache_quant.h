@@ -13,6 +13,7 @@
 #include <string>
 
 #include "model/causal_lm.h"
+#include "config/choices.h"
 #include "model/layers.h"
 #include "quant/observer.h"
 
@@ -20,9 +21,9 @@ namespace qtrain::quant {
 
 class KvCacheQuant : public model::KvCacheHook {
  public:
-  KvCacheQuant(std::string kind, int64_t kv_heads, int64_t head_dim);
+  KvCacheQuant(config::KvCache kind, int64_t kv_heads, int64_t head_dim);
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& k, const torch::Tensor& v) override;
-  const std::string& kind() const { return kind_; }
+  config::KvCache kind() const { return kind_; }
   // Calibration: observe, then freeze the static scales (max over ranks).
   void begin_observing();
   void freeze();
@@ -30,13 +31,13 @@ class KvCacheQuant : public model::KvCacheHook {
   torch::Tensor frozen;
 
  private:
-  std::string kind_;
+  config::KvCache kind_;
   bool observing_ = false;
   torch::Tensor key_absmax_, value_absmax_;
 };
 
-// Puts a KvCacheQuant ("int8" or "fp8") on every attention layer; "none" does nothing.
-void attach_kv_cache_quant(model::CausalLMImpl& model, const std::string& kind);
+// Puts a KvCacheQuant (int8 or fp8) on every attention layer; none does nothing.
+void attach_kv_cache_quant(model::CausalLMImpl& model, config::KvCache kind);
 // The attached hooks, by layer index.
 std::vector<KvCacheQuant*> kv_cache_quantizers(model::CausalLMImpl& model);
 

@@ -115,7 +115,7 @@ model::CausalLM load_for_eval(const std::string& dir, const model::LoadOptions& 
   if (qc.contains("kv_cache_scheme") && qc["kv_cache_scheme"].is_object()) {
     if (qc["kv_cache_scheme"].value("type", std::string()) != "float")
       throw Error("only FP8 KV-cache scales are read").file(config_path).key("quantization_config.kv_cache_scheme").expected("type float");
-    attach_kv_cache_quant(*model, "fp8");
+    attach_kv_cache_quant(*model, config::KvCache::fp8);
     int64_t layer = 0;
     for (auto* kv : kv_cache_quantizers(*model)) {
       const auto prefix = "model.layers." + std::to_string(layer++) + ".self_attn.";

@@ -23,7 +23,7 @@ void Observer::update(const torch::Tensor& x) {
   auto v = x.detach().to(torch::kFloat32);
   if (pass_ == 0) {
     const double lo = v.min().item<double>(), hi = v.max().item<double>();
-    if (!seen_ || options_.kind != "ema") {
+    if (!seen_ || options_.kind != config::ObserverKind::ema) {
       min_ = seen_ ? std::min(min_, lo) : lo;
       max_ = seen_ ? std::max(max_, hi) : hi;
     } else {
@@ -42,7 +42,7 @@ void Observer::update(const torch::Tensor& x) {
 void Observer::reduce_across_ranks() {
   if (pass_ == 0) {
     // EMA ranges are averaged (each rank saw a different stream); min/max are extremes.
-    if (options_.kind == "ema") {
+    if (options_.kind == config::ObserverKind::ema) {
       double both[2] = {min_, max_};
       dist::allreduce_sum(both, 2);
       min_ = both[0] / dist::world_size();
@@ -80,9 +80,9 @@ double mse_optimal_clip(const std::vector<double>& histogram, double absmax, dou
 
 std::pair<double, double> Observer::range(const QuantArgs& args) const {
   QT_REQUIRE(seen_, "an activation observer saw no data during calibration");
-  if (options_.kind == "minmax" || options_.kind == "ema") return {min_, max_};
+  if (options_.kind == config::ObserverKind::minmax || options_.kind == config::ObserverKind::ema) return {min_, max_};
   double clip = absmax_;
-  if (options_.kind == "percentile") {
+  if (options_.kind == config::ObserverKind::percentile) {
     double total = 0;
     for (double c : histogram_) total += c;
     const double target = total * options_.percentile / 100.0;

@@ -15,12 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "config/choices.h"
 #include "quant/quant_args.h"
 
 namespace qtrain::quant {
 
 struct ObserverOptions {
-  std::string kind = "minmax";
+  config::ObserverKind kind = config::ObserverKind::minmax;
   double ema_decay = 0.9;
   double percentile = 99.99;
 };
@@ -28,7 +29,7 @@ struct ObserverOptions {
 class Observer {
  public:
   explicit Observer(ObserverOptions options) : options_(std::move(options)) {}
-  int passes() const { return options_.kind == "percentile" || options_.kind == "mse" ? 2 : 1; }
+  int passes() const { return options_.kind == config::ObserverKind::percentile || options_.kind == config::ObserverKind::mse ? 2 : 1; }
   void begin_pass(int pass);  // 0, then 1 for the histogram observers
   void update(const torch::Tensor& x);
   // Combines every rank's statistics (a collective: all ranks call it in the same order).

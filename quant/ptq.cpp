@@ -9,19 +9,23 @@
 
 namespace qtrain::quant {
 
-void run_ptq(model::CausalLMImpl& model, const PtqOptions& options, const std::function<void()>& run_batches) {
-  if (options.method == "rtn") return;
+void run_ptq(model::CausalLMImpl& model, const config::PtqSection& options, const std::function<void()>& run_batches,
+             const HoldLayer& hold) {
+  if (options.method == config::PtqMethod::rtn) return;
   auto layers = fake_quant_layers(model);
   for (auto& [name, layer] : layers) layer->set_activation_bypass(true);
-  if (options.method == "gptq") {
-    run_gptq(model, {options.gptq_dampening, options.gptq_block_size, options.gptq_act_order}, run_batches,
-             options.hold);
-  } else if (options.method == "smoothquant") {
-    run_smoothquant(model, options.smoothquant_alpha, run_batches, options.hold);
-  } else if (options.method == "awq") {
-    run_awq(model, options.awq_grid, run_batches, options.hold);
-  } else {
-    throw Error("unknown PTQ method '" + options.method + "'").key("quant.method").expected("rtn|gptq|awq|smoothquant");
+  switch (options.method) {
+    case config::PtqMethod::rtn: break;
+    case config::PtqMethod::gptq: {
+      GptqOptions gptq;
+      gptq.dampening = options.gptq_dampening;
+      gptq.block_size = options.gptq_block_size;
+      gptq.act_order = options.gptq_act_order;
+      run_gptq(model, gptq, run_batches, hold);
+      break;
+    }
+    case config::PtqMethod::smoothquant: run_smoothquant(model, options.smoothquant_alpha, run_batches, hold); break;
+    case config::PtqMethod::awq: run_awq(model, options.awq_grid, run_batches, hold); break;
   }
   for (auto& [name, layer] : layers) layer->set_activation_bypass(false);
 }

@@ -11,24 +11,19 @@
 #include <memory>
 #include <string>
 
+#include "config/job_config.h"
 #include "model/causal_lm.h"
 
 namespace qtrain::quant {
 
-struct PtqOptions {
-  std::string method = "rtn";
-  double gptq_dampening = 0.01;
-  int64_t gptq_block_size = 128;
-  bool gptq_act_order = true;
-  double smoothquant_alpha = 0.5;
-  int64_t awq_grid = 20;
-  // Where a model's weights are sharded (ZeRO-3): gathers decoder layer `layer` (-1: the
-  // rest of the model) for reading and changing its weights in place until the handle is
-  // dropped, the changes then written back. Null: the whole model is at hand. The methods
-  // hold one layer at a time, so that no rank ever holds the whole model for PTQ.
-  std::function<std::shared_ptr<void>(int layer)> hold;
-};
+// Where a model's weights are sharded (ZeRO-3): gathers decoder layer `layer` (-1: the rest
+// of the model) for reading and changing its weights in place until the handle is dropped,
+// the changes then written back. Null: the whole model is at hand. The methods hold one
+// layer at a time, so that no rank ever holds the whole model for PTQ.
+using HoldLayer = std::function<std::shared_ptr<void>(int layer)>;
 
-void run_ptq(model::CausalLMImpl& model, const PtqOptions& options, const std::function<void()>& run_batches);
+// `options`: the method and its parameters (quant.method, quant.gptq_*, ...).
+void run_ptq(model::CausalLMImpl& model, const config::PtqSection& options, const std::function<void()>& run_batches,
+             const HoldLayer& hold = nullptr);
 
 }  // namespace qtrain::quant

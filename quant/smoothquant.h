@@ -9,7 +9,7 @@
 
 namespace qtrain::quant {
 
-// `hold`: PtqOptions::hold (ptq.h), for a sharded model.
+// `hold`: HoldLayer (ptq.h), for a sharded model.
 void run_smoothquant(model::CausalLMImpl& model, double alpha, const std::function<void()>& run_batches,
                      const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
 

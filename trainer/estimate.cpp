@@ -25,8 +25,8 @@ constexpr double kGpuPeak = 989.4e12;        // H100/H200 dense bf16
 constexpr double kAdamWChunk = 1 << 22;      // elements the update does at once (trainer/adamw.h)
 
 model::ModelConfig student_config(const config::ModelSection& m, const model::ModelConfig* teacher) {
-  if (m.student == "copy") return *teacher;
-  if (m.student == "config") {
+  if (m.student_source() == config::StudentSource::copy) return *teacher;
+  if (m.student_source() == config::StudentSource::config) {
     nlohmann::json raw = teacher ? teacher->raw : nlohmann::json::object();
     if (!m.student_config.empty()) {
       std::ifstream in(m.student_config);
@@ -52,9 +52,9 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
   JobEstimate e;
   try {
     std::unique_ptr<model::ModelConfig> teacher;
-    if (job.model.teacher != "none")
+    if (job.model.teacher)
       teacher = std::make_unique<model::ModelConfig>(
-          model::ModelConfig::from_file((std::filesystem::path(job.model.teacher) / "config.json").string()));
+          model::ModelConfig::from_file((std::filesystem::path(*job.model.teacher) / "config.json").string()));
     const auto student = student_config(job.model, teacher.get());
     const double tokens = static_cast<double>(job.data.micro_batch_size * job.data.seq_len);
     const double compute_bytes = on_gpu ? 2.0 : 4.0;  // bf16 on GPU, fp32 on CPU
@@ -140,7 +140,7 @@ JobEstimate estimate_job(const config::JobConfig& job, int ranks, bool on_gpu) {
     // At ZeRO-3 the activation and taylor importance passes of pruning gather both models
     // whole (their gradients must stay unreduced: trainer/session.h, Shards::whole_models),
     // in place of the units that a step gathers; the passes' activations are a step's.
-    if (e.zero_stage >= 3 && job.prune.enabled() && job.prune.importance != "magnitude") {
+    if (e.zero_stage >= 3 && job.prune.enabled() && job.prune.importance != config::Importance::magnitude) {
       const double whole = compute_bytes * (p + e.teacher_parameters);
       const double teacher_step = e.teacher_sharded ? e.teacher_bytes : 0.0;
       e.pruning_peak_bytes = e.total_bytes - e.gathered_bytes - teacher_step - e.fake_quant_bytes + whole;

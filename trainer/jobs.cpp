@@ -41,9 +41,7 @@ int run_quantize(const QuantizeJob& job) {
     for (int64_t i = 0; i < sequences.size(0); i += job.batch_size)
       model->forward(sequences.narrow(0, i, std::min(job.batch_size, sequences.size(0) - i)));
   };
-  quant::run_ptq(*model, {job.method, job.gptq_dampening, job.gptq_block_size, job.gptq_act_order,
-                          job.smoothquant_alpha, job.awq_grid},
-                 run_batches);
+  quant::run_ptq(*model, job.ptq, run_batches);
   quant::calibrate_activations(*model, run_batches);
   if (dist::is_main()) {
     quant::ExportOptions options;
@@ -51,7 +49,7 @@ int run_quantize(const QuantizeJob& job) {
     options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
     const auto s = quant::export_compressed_tensors(*model, job.output, options);
     std::printf("qtrain quantize: %s with %s (%s): %lld linears, %.3f bits per quantized weight, %.1f MB -> %s\n",
-                job.model.c_str(), job.rules.empty() ? job.scheme.c_str() : "rules", job.method.c_str(),
+                job.model.c_str(), job.rules.empty() ? job.scheme.c_str() : "rules", config::name_of(job.ptq.method),
                 (long long)s.quantized_linears, s.bits_per_quantized_weight(), static_cast<double>(s.total_bytes) / 1e6,
                 job.output.c_str());
   }
@@ -77,11 +75,12 @@ int run_export(const ExportJob& job) {
   model::CausalLM student(model::ModelConfig::from_file((fs::path(job.checkpoint) / "config.json").string()));
   const bool quantized = attach_quantization(loaded.job.quant, *student);
   // A pruned run exports without its pruned structure (docs/pruning.md), quantized or not.
-  auto pruning = StudentPruning::attach(loaded.job, student, torch::kFloat32);
+  auto pruning = StudentPruning::attach(loaded.job.prune, loaded.job.quant, calibration_data(loaded.job.data), student,
+                                        torch::kFloat32);
   const auto student_state = quant::split_state(*student);
   ck.restore("model", student_state.weights);
   std::string tokenizer = job.tokenizer;
-  if (tokenizer.empty()) tokenizer = loaded.job.model.teacher == "none" ? "" : loaded.job.model.teacher;
+  if (tokenizer.empty()) tokenizer = loaded.job.model.teacher.value_or("");
   if (!quantized && !pruning) {  // plain distillation: the student as a Hugging Face folder
     model::SaveOptions options;
     options.dtype = torch::kBFloat16;
@@ -97,7 +96,7 @@ int run_export(const ExportJob& job) {
   }
   // As the run's own export would write it (its config, from the checkpoint).
   quant::ExportOptions options;
-  options.dtype = model::parse_dtype(loaded.job.quant.export_dtype);
+  options.dtype = stored_dtype(loaded.job.quant.export_dtype);
   options.tokenizer_source = tokenizer;
   options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
   if (pruning) {

@@ -6,21 +6,18 @@
 #include <string>
 #include <vector>
 
+#include "config/job_config.h"
+
 namespace qtrain::trainer {
 
 struct QuantizeJob {
   std::string model, calibration, output;
   std::string scheme = "w4a16-g128";
   std::vector<std::string> rules;  // overrides scheme: full quant.rules
-  std::string method = "rtn";
-  std::string observer = "minmax";
+  config::PtqSection ptq;  // as quant.method, quant.gptq_* ... of a training job
+  config::ObserverKind observer = config::ObserverKind::minmax;
   int64_t seq_len = 512, calibration_sequences = 64, batch_size = 4;
   std::string device = "auto", dtype = "auto";
-  double gptq_dampening = 0.01;
-  int64_t gptq_block_size = 128;
-  bool gptq_act_order = true;
-  double smoothquant_alpha = 0.5;
-  int64_t awq_grid = 20;
   std::string eval_data;  // optional: print the perplexity of the result on this token file
   int64_t eval_seq_len = 512;
   double max_shard_mb = 5120;  // MiB: weight files above this split into shards

@@ -2,7 +2,8 @@
 // lr * min_lr_ratio at the last step (as torchtune's / Megatron's warmup-cosine).
 #pragma once
 #include <cstdint>
-#include <string>
+
+#include "config/job_config.h"
 
 namespace qtrain::trainer {
 
@@ -11,10 +12,13 @@ struct LrSchedule {
   double min_lr_ratio = 0.1;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
-  std::string kind = "cosine";  // cosine | linear | constant
+  config::LrSchedule kind = config::LrSchedule::cosine;
 
   // For the update of optimizer step `step` (0-based): warmup gives lr * (step + 1) / warmup.
   double at(int64_t step) const;
 };
+
+// training.lr, min_lr_ratio, warmup_steps, steps and schedule.
+LrSchedule lr_schedule(const config::TrainingSection& training);
 
 }  // namespace qtrain::trainer

@@ -32,8 +32,8 @@ std::string with_layer(const std::string& name, int64_t layer) {
 }  // namespace
 
 model::CausalLM load_teacher(const config::ModelSection& section, torch::Device device, torch::ScalarType dtype) {
-  if (section.teacher == "none") return nullptr;
-  auto teacher = model::load_causal_lm(section.teacher, {device, dtype});
+  if (!section.teacher) return nullptr;
+  auto teacher = model::load_causal_lm(*section.teacher, {device, dtype});
   for (auto& p : teacher->parameters()) p.set_requires_grad(false);
   teacher->eval();
   return teacher;
@@ -103,28 +103,31 @@ struct StudentPlan {
 };
 
 StudentPlan plan_student(const config::ModelSection& section, const model::ModelConfig* teacher) {
-  const std::string teacher_source = section.teacher + "/config.json";
-  if (section.student == "copy") {
-    auto ck = model::HFCheckpoint::open(section.teacher);
+  const std::string teacher_dir = section.teacher.value_or("");
+  const std::string teacher_source = teacher_dir + "/config.json";
+  const auto source = section.student_source();
+  if (source == config::StudentSource::copy) {
+    auto ck = model::HFCheckpoint::open(teacher_dir);
     return {ck.config(), teacher_source, ck};
   }
-  if (section.student != "config") {
+  if (source == config::StudentSource::checkpoint) {
     auto ck = model::HFCheckpoint::open(section.student);
     return {ck.config(), section.student + "/config.json", ck};
   }
   nlohmann::json config;
-  std::string source;
+  std::string config_source;
   if (!section.student_config.empty()) {
     config = read_json_file(section.student_config, "model.student_config");
-    source = section.student_config;
+    config_source = section.student_config;
   } else {
     QT_REQUIRE(teacher, "model.student: config without model.student_config needs a teacher to start from");
     config = teacher->raw;
-    source = teacher_source + " with model.student_overrides";
+    config_source = teacher_source + " with model.student_overrides";
   }
   config = apply_overrides(std::move(config), section.student_overrides);
-  if (section.student_init == "teacher") QT_REQUIRE(teacher, "model.student_init: teacher needs a teacher");
-  return {model::ModelConfig::from_json(config, source), source, std::nullopt};
+  if (section.student_init == config::StudentInit::teacher)
+    QT_REQUIRE(teacher, "model.student_init: teacher needs a teacher");
+  return {model::ModelConfig::from_json(config, config_source), config_source, std::nullopt};
 }
 
 // The checkpoint's tensors for `shapes`, in order, as views of the mapping.
@@ -145,18 +148,18 @@ model::CausalLM build_student(const config::ModelSection& section, model::Causal
     model::load_weights(*student, *plan.weights);
   } else {
     model::init_weights(*student, section.init_std, seed);
-    if (section.student_init == "teacher") init_from_teacher(*student, *teacher);
+    if (section.student_init == config::StudentInit::teacher) init_from_teacher(*student, *teacher);
     student->to(device, torch::kFloat32);
   }
   if (teacher)
-    check_same_vocabulary(teacher->config(), section.teacher + "/config.json", student->config(), plan.source);
+    check_same_vocabulary(teacher->config(), *section.teacher + "/config.json", student->config(), plan.source);
   student->train();
   return student;
 }
 
 ModelSkeleton teacher_skeleton(const config::ModelSection& section, torch::Device device, torch::ScalarType dtype) {
-  if (section.teacher == "none") return {};
-  const auto ck = model::HFCheckpoint::open(section.teacher);
+  if (!section.teacher) return {};
+  const auto ck = model::HFCheckpoint::open(*section.teacher);
   ModelSkeleton out;
   {
     model::Skeleton skeleton(torch::TensorOptions().device(device).dtype(dtype));
@@ -185,7 +188,7 @@ ModelSkeleton student_skeleton(const config::ModelSection& section, const model:
     // As build_student: the seeded values, each replaced by the teacher's slice where one
     // fits, rounded through the teacher's dtype as the loaded teacher holds it.
     std::optional<model::HFCheckpoint> from;
-    if (section.student_init == "teacher") from = model::HFCheckpoint::open(section.teacher);
+    if (section.student_init == config::StudentInit::teacher) from = model::HFCheckpoint::open(*section.teacher);
     const bool tied = teacher && teacher->tie_word_embeddings;
     const auto layers = plan.config.num_hidden_layers, teacher_layers = teacher ? teacher->num_hidden_layers : 0;
     out.for_each_value = [=, init_std = section.init_std](const ValueFn& fn) {
@@ -199,7 +202,7 @@ ModelSkeleton student_skeleton(const config::ModelSection& section, const model:
       });
     };
   }
-  if (teacher) check_same_vocabulary(*teacher, section.teacher + "/config.json", plan.config, plan.source);
+  if (teacher) check_same_vocabulary(*teacher, *section.teacher + "/config.json", plan.config, plan.source);
   out.model->train();
   return out;
 }

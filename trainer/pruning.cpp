@@ -26,21 +26,22 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // Group-wise weight quantization of a linear whose input columns are pruned: the compacted
 // matrix must still split into whole groups, and the scales must follow the weights
 // (docs/pruning.md, "Pruning and quantization").
-void check_quantization_fits(const config::JobConfig& job, model::CausalLMImpl& student) {
+void check_quantization_fits(const config::PruneSection& prune, const config::QuantSection& quant,
+                             model::CausalLMImpl& student) {
   const auto& c = student.config();
   for (const auto& [name, layer] : quant::fake_quant_layers(student)) {
     const auto& w = layer->scheme().weights;
     if (!w || w->strategy != quant::Strategy::group) continue;
-    const bool down = ends_with(name, "mlp.down_proj") && job.prune.mlp_sparsity > 0;
-    const bool o = ends_with(name, "self_attn.o_proj") && job.prune.heads_sparsity > 0;
+    const bool down = ends_with(name, "mlp.down_proj") && prune.mlp_sparsity > 0;
+    const bool o = ends_with(name, "self_attn.o_proj") && prune.heads_sparsity > 0;
     if (!down && !o) continue;
     const auto g = std::to_string(w->group_size);
-    if (job.quant.learnable_scales || job.quant.method == "gptq")
+    if (quant.learnable_scales || quant.ptq.method == config::PtqMethod::gptq)
       throw Error("'" + name + "' loses input columns to pruning, but its group scales are fixed by GPTQ or learned")
-          .key(job.quant.learnable_scales ? "quant.learnable_scales" : "quant.method")
+          .key(quant.learnable_scales ? "quant.learnable_scales" : "quant.method")
           .expected("min-max group scales (rtn or awq, learnable_scales false) on pruned down_proj / o_proj");
-    if (down && job.prune.multiple % w->group_size != 0)
-      throw Error("kept MLP channels are multiples of " + std::to_string(job.prune.multiple) + ", but '" + name +
+    if (down && prune.multiple % w->group_size != 0)
+      throw Error("kept MLP channels are multiples of " + std::to_string(prune.multiple) + ", but '" + name +
                   "' is quantized in groups of " + g + " input columns")
           .key("prune.multiple")
           .expected("a multiple of " + g);
@@ -93,39 +94,39 @@ void check_ranks_agree(const prune::StructuredMasksImpl& masks) {
 
 }  // namespace
 
-StudentPruning::StudentPruning(const config::JobConfig& job, model::CausalLM student, torch::ScalarType compute_dtype)
-    : section_(job.prune),
-      train_path_(job.data.train),
-      seq_len_(job.data.seq_len),
-      micro_batch_size_(job.data.micro_batch_size),
-      compute_dtype_(compute_dtype),
-      student_(std::move(student)) {
+StudentPruning::StudentPruning(const config::PruneSection& prune, const CalibrationData& data, model::CausalLM student,
+                               torch::ScalarType compute_dtype)
+    : section_(prune), data_(data), compute_dtype_(compute_dtype), student_(std::move(student)) {
   masks_ = prune::StructuredMasks(student_->config(), student_->model->embed_tokens->weight.device());
-  schedule_ = {section_.schedule, section_.start_step, section_.end_step, section_.every_steps};
-  prune::importance_kind(section_.importance);  // validated here, used at each update
+  schedule_.kind = section_.schedule;
+  schedule_.start_step = section_.start_step;
+  schedule_.end_step = section_.end_step;
+  schedule_.every_steps = section_.every_steps;
 }
 
-std::unique_ptr<StudentPruning> StudentPruning::attach(const config::JobConfig& job, model::CausalLM student,
-                                                       torch::ScalarType compute_dtype) {
-  if (!job.prune.enabled()) return nullptr;
-  check_targets(job.prune, student->config());
-  check_quantization_fits(job, *student);
-  return std::unique_ptr<StudentPruning>(new StudentPruning(job, std::move(student), compute_dtype));
+std::unique_ptr<StudentPruning> StudentPruning::attach(const config::PruneSection& prune,
+                                                       const config::QuantSection& quant, const CalibrationData& data,
+                                                       model::CausalLM student, torch::ScalarType compute_dtype) {
+  if (!prune.enabled()) return nullptr;
+  check_targets(prune, student->config());
+  check_quantization_fits(prune, quant, *student);
+  return std::unique_ptr<StudentPruning>(new StudentPruning(prune, data, std::move(student), compute_dtype));
 }
 
 prune::Importance StudentPruning::importance(distill::DistillLoss& loss, FlatParameters& flat) {
-  const auto kind = prune::importance_kind(section_.importance);
-  if (kind == prune::ImportanceKind::magnitude) return prune::magnitude_importance(*student_);
+  const auto kind = section_.importance;
+  if (kind == config::Importance::magnitude) return prune::magnitude_importance(*student_);
   const auto device = student_->model->embed_tokens->weight.device();
   // Windows of seq_len + 1 tokens: the inputs and their next-token labels, as training uses.
-  const auto sequences = calibration_sequences(train_path_, seq_len_ + 1, section_.calibration_sequences).to(device);
+  const int64_t seq_len = data_.seq_len, batch_size = data_.batch_size;
+  const auto sequences = calibration_sequences(data_.path, seq_len + 1, section_.calibration_sequences).to(device);
   auto for_each_batch = [&](const std::function<void(const torch::Tensor&, const torch::Tensor&)>& run) {
-    for (int64_t i = 0; i < sequences.size(0); i += micro_batch_size_) {
-      const auto batch = sequences.narrow(0, i, std::min(micro_batch_size_, sequences.size(0) - i));
-      run(batch.narrow(1, 0, seq_len_), batch.narrow(1, 1, seq_len_));
+    for (int64_t i = 0; i < sequences.size(0); i += batch_size) {
+      const auto batch = sequences.narrow(0, i, std::min(batch_size, sequences.size(0) - i));
+      run(batch.narrow(1, 0, seq_len), batch.narrow(1, 1, seq_len));
     }
   };
-  if (kind == prune::ImportanceKind::activation)
+  if (kind == config::Importance::activation)
     return prune::activation_importance(*student_, [&] {
       compat::AutocastGuard autocast(device, compute_dtype_);
       for_each_batch([&](const torch::Tensor& ids, const torch::Tensor&) { student_->forward(ids); });
@@ -159,7 +160,7 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
   char line[200];
   std::snprintf(line, sizeof(line), "pruning after step %lld: %lld of %lld MLP channels and %lld of %lld KV groups kept per layer (%s)",
                 (long long)step, (long long)kept_channels(), (long long)c.intermediate_size, (long long)kept_kv_groups(),
-                (long long)c.num_key_value_heads, section_.importance.c_str());
+                (long long)c.num_key_value_heads, config::name_of(section_.importance));
   return line;
 }
 
@@ -241,7 +242,7 @@ void carry_kv_cache_quantization(model::CausalLMImpl& student, const prune::Stru
   for (size_t i = 0; i < kv.size(); ++i) {
     const auto kept = masks.layer(static_cast<int64_t>(i)).kv_groups.nonzero().reshape({-1});
     // int8 keys have a scale per kv head and channel; FP8 scales are per tensor.
-    targets[i]->key_scale.copy_(kv[i]->kind() == "int8" ? kv[i]->key_scale.index_select(0, kept.to(kv[i]->key_scale.device()))
+    targets[i]->key_scale.copy_(kv[i]->kind() == config::KvCache::int8 ? kv[i]->key_scale.index_select(0, kept.to(kv[i]->key_scale.device()))
                                                         : kv[i]->key_scale);
     targets[i]->value_scale.copy_(kv[i]->value_scale);
     targets[i]->frozen.copy_(kv[i]->frozen);

@@ -21,14 +21,17 @@
 #include "quant/quant_error.h"
 #include "trainer/adamw.h"
 #include "trainer/flat_parameters.h"
+#include "trainer/quantization.h"
 
 namespace qtrain::trainer {
 
 class StudentPruning {
  public:
-  // Null when job.prune asks for nothing. Call after quantization is attached: the kept
-  // sizes must suit the group sizes of a quantized down_proj / o_proj (docs/pruning.md).
-  static std::unique_ptr<StudentPruning> attach(const config::JobConfig& job, model::CausalLM student,
+  // Null when `prune` asks for nothing. Call after quantization is attached: the kept sizes
+  // must suit the group sizes of a quantized down_proj / o_proj (`quant`, docs/pruning.md).
+  // The importance passes run on `data`'s calibration sequences.
+  static std::unique_ptr<StudentPruning> attach(const config::PruneSection& prune, const config::QuantSection& quant,
+                                                const CalibrationData& data, model::CausalLM student,
                                                 torch::ScalarType compute_dtype);
 
   // Whether the masks are recomputed after `step` optimizer steps.
@@ -56,13 +59,13 @@ class StudentPruning {
   int64_t kept_kv_groups() const { return masks_->kept_kv_groups(); }
 
  private:
-  StudentPruning(const config::JobConfig& job, model::CausalLM student, torch::ScalarType compute_dtype);
+  StudentPruning(const config::PruneSection& prune, const CalibrationData& data, model::CausalLM student,
+                 torch::ScalarType compute_dtype);
   prune::Importance importance(distill::DistillLoss& loss, FlatParameters& flat);
   void refresh();  // masked tensors and the fake-quant layers' kept input columns
 
   config::PruneSection section_;
-  std::string train_path_;
-  int64_t seq_len_, micro_batch_size_;
+  CalibrationData data_;
   torch::ScalarType compute_dtype_;
   model::CausalLM student_;
   prune::StructuredMasks masks_{nullptr};

@@ -14,13 +14,32 @@
 
 namespace qtrain::trainer {
 
+CalibrationData calibration_data(const config::DataSection& data) {
+  CalibrationData out;
+  out.path = data.train;
+  out.seq_len = data.seq_len;
+  out.batch_size = data.micro_batch_size;
+  return out;
+}
+
+torch::ScalarType stored_dtype(config::StoredDtype dtype) {
+  switch (dtype) {
+    case config::StoredDtype::fp32: return torch::kFloat32;
+    case config::StoredDtype::fp16: return torch::kFloat16;
+    case config::StoredDtype::bf16: break;
+  }
+  return torch::kBFloat16;
+}
+
 namespace {
 
 quant::FakeQuantOptions fake_quant_options(const config::QuantSection& q) {
   quant::FakeQuantOptions o;
-  o.observer = {q.observer, q.ema_decay, q.percentile};
+  o.observer.kind = q.observer;
+  o.observer.ema_decay = q.ema_decay;
+  o.observer.percentile = q.percentile;
   o.learnable_scales = q.learnable_scales;
-  o.scale_dtype = q.scale_dtype == "fp32" ? torch::kFloat32 : q.scale_dtype == "fp16" ? torch::kFloat16 : torch::kBFloat16;
+  o.scale_dtype = stored_dtype(q.scale_dtype);
   return o;
 }
 
@@ -28,7 +47,7 @@ quant::FakeQuantOptions fake_quant_options(const config::QuantSection& q) {
 
 bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl& student) {
   quant::attach_kv_cache_quant(student, quant.kv_cache);
-  if (quant.rules.empty()) return quant.kv_cache != "none";
+  if (quant.rules.empty()) return quant.kv_cache != config::KvCache::none;
   const auto assignment = quant::assign_schemes(student, quant::parse_rules(quant.rules));
   if (assignment.empty())
     throw Error("no linear layer matches quant.rules").key("quant.rules").expected("patterns that match module names such as model.layers.0.mlp.down_proj");
@@ -45,31 +64,25 @@ torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, in
   return torch::stack(rows);
 }
 
-void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
-                             torch::ScalarType compute_dtype, ShardedModel* sharded) {
+void initialize_quantization(const config::QuantSection& quant, const CalibrationData& data,
+                             model::CausalLMImpl& student, torch::ScalarType compute_dtype, ShardedModel* sharded) {
   const auto device = student.model->embed_tokens->weight.device();
-  const auto sequences = calibration_sequences(job.data.train, job.data.seq_len, job.quant.calibration_sequences).to(device);
-  const int64_t batch = job.data.micro_batch_size;
+  const auto sequences = calibration_sequences(data.path, data.seq_len, quant.calibration_sequences).to(device);
+  const int64_t batch = data.batch_size;
   auto run_batches = [&] {
     compat::AutocastGuard autocast(device, compute_dtype);
     for (int64_t i = 0; i < sequences.size(0); i += batch)
       student.forward(sequences.narrow(0, i, std::min(batch, sequences.size(0) - i)));
   };
-  quant::PtqOptions ptq;
-  ptq.method = job.quant.method;
-  ptq.gptq_dampening = job.quant.gptq_dampening;
-  ptq.gptq_block_size = job.quant.gptq_block_size;
-  ptq.gptq_act_order = job.quant.gptq_act_order;
-  ptq.smoothquant_alpha = job.quant.smoothquant_alpha;
-  ptq.awq_grid = job.quant.awq_grid;
   std::optional<ShardedModel::Scope> root;
+  quant::HoldLayer hold;
   if (sharded) {
     root.emplace(sharded->gather_root(/*write_back=*/true));
-    ptq.hold = [sharded](int layer) {
+    hold = [sharded](int layer) {
       return std::make_shared<ShardedModel::Scope>(sharded->gather_unit(layer, /*write_back=*/true));
     };
   }
-  quant::run_ptq(student, ptq, run_batches);
+  quant::run_ptq(student, quant.ptq, run_batches, hold);
   quant::calibrate_activations(student, run_batches);
 }
 

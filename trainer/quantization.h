@@ -17,12 +17,26 @@ bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl&
 
 class ShardedModel;
 
+// Where calibration batches come from: the first sequences of a token file (data.train),
+// in micro-batches.
+struct CalibrationData {
+  std::string path;
+  int64_t seq_len = 0;
+  int64_t batch_size = 1;
+};
+// data.train in data.seq_len sequences and data.micro_batch_size batches, as training reads it.
+CalibrationData calibration_data(const config::DataSection& data);
+
 // PTQ (quant.method) and activation calibration; `compute_dtype` as in training. With the
 // student `sharded` (ZeRO-3) it holds the root unit for the whole time and each decoder layer
-// only while PTQ changes it (quant::PtqOptions::hold), the changes written back to the owned
+// only while PTQ changes it (quant::HoldLayer), the changes written back to the owned
 // segments; the calibration forwards gather layer by layer.
-void initialize_quantization(const config::JobConfig& job, model::CausalLMImpl& student,
-                             torch::ScalarType compute_dtype, ShardedModel* sharded = nullptr);
+void initialize_quantization(const config::QuantSection& quant, const CalibrationData& data,
+                             model::CausalLMImpl& student, torch::ScalarType compute_dtype,
+                             ShardedModel* sharded = nullptr);
+
+// The dtype a stored-dtype choice names (quant.scale_dtype, quant.export_dtype).
+torch::ScalarType stored_dtype(config::StoredDtype dtype);
 
 // After restoring the quantizer state (quant::split_state(...).quantizer) from a checkpoint.
 void refresh_quantization(model::CausalLMImpl& student);

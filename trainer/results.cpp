@@ -66,8 +66,8 @@ void RunResults::at_start(model::CausalLMImpl* teacher, model::CausalLMImpl& stu
   if (teacher) {
     measure("teacher", *teacher, 0);
     auto& t = results_["stages"]["teacher"];
-    if (dist::is_main() && fs::is_directory(job_.model.teacher)) {
-      const auto size = quant::folder_size(job_.model.teacher);
+    if (dist::is_main() && job_.model.teacher && fs::is_directory(*job_.model.teacher)) {
+      const auto size = quant::folder_size(*job_.model.teacher);
       t["size_bytes"] = size.file_bytes;
       t["bits_per_weight"] = size.bits_per_weight();
     }

@@ -45,7 +45,7 @@ std::string tokenizer_source(const config::JobConfig& job) {
   if (!job.data.tokenizer.empty())
     return std::filesystem::is_directory(job.data.tokenizer) ? job.data.tokenizer
                                                               : std::filesystem::path(job.data.tokenizer).parent_path().string();
-  return job.model.teacher == "none" ? "" : job.model.teacher;
+  return job.model.teacher.value_or("");
 }
 
 
@@ -76,8 +76,8 @@ std::optional<std::string> resume_point(const config::CheckpointSection& c, cons
 // Token files made with another tokenizer than the model's are refused (docs/formats.md).
 void check_token_files_tokenizer(const config::JobConfig& job) {
   std::string path = job.data.tokenizer;
-  if (path.empty() && job.model.teacher != "none") {
-    const auto folder = std::filesystem::path(job.model.teacher);
+  if (path.empty() && job.model.teacher) {
+    const auto folder = std::filesystem::path(*job.model.teacher);
     if (std::filesystem::exists(folder / "tokenizer.json") || std::filesystem::exists(folder / "tokenizer.model"))
       path = folder.string();
   }
@@ -95,7 +95,9 @@ TrainingState resume_or_initialise(Session& s, const CheckpointManager& checkpoi
   TrainingState state;
   const auto from = resume_point(s.job.checkpoint, checkpoints);
   if (!from) {
-    if (s.quantized) initialize_quantization(s.job, *s.student, s.compute_dtype, s.shards.student.get());
+    if (s.quantized)
+      initialize_quantization(s.job.quant, calibration_data(s.job.data), *s.student, s.compute_dtype,
+                              s.shards.student.get());
     const auto gathered = s.shards.roots();
     results.at_start(s.teacher ? s.teacher.get() : nullptr, *s.student);
     return state;
@@ -196,7 +198,7 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
   const bool main = dist::is_main();
   bool integer = s.quantized;
   quant::ExportOptions options;
-  options.dtype = model::parse_dtype(job.quant.export_dtype);
+  options.dtype = stored_dtype(job.quant.export_dtype);
   options.tokenizer_source = tokenizer_source(job);
   options.max_shard_bytes = model::mib_to_bytes(job.run.export_shard_mb);
   options.write = main;
@@ -217,7 +219,7 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
     const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
     if (main) {
       results.exported(dir, summary.errors);
-      std::printf("qtrain: exported %lld quantized linears (%.3f bits per quantized weight, %.1f MB in all) to %s\n",
+      std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
                   (long long)summary.quantized_linears, summary.bits_per_quantized_weight(),
                   static_cast<double>(summary.total_bytes) / 1e6, dir.c_str());
     }
@@ -296,7 +298,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   const bool main_rank = dist::is_main();
   check_kernel_switches(true);  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
   check_token_files_tokenizer(job);
-  const auto device = resolve_device(job.model.device);
+  const auto device = resolve_device(config::name_of(job.model.device));
   const int64_t baseline = largest_over_ranks(baseline_memory_bytes(device));
   Session s(job);
   const auto kernels = check_kernel_switches(s.device.is_cuda());
@@ -311,7 +313,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   std::unique_ptr<MetricsLogger> metrics;
   if (main_rank) metrics = std::make_unique<MetricsLogger>(job.run.output_dir, job.logging.jsonl, job.logging.tensorboard);
   Evaluator evaluator(s, metrics.get());
-  ProgressBar progress("train", job.training.steps, "steps", stderr, job.logging.progress);
+  ProgressBar progress("train", job.training.steps, "steps", stderr, config::name_of(job.logging.progress));
   progress.set_start(state.step);
   Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up");
   const double flops_per_token = model::distill_flops_per_token(

@@ -85,10 +85,9 @@ Shards::Scopes Shards::whole_models() {
 
 Session::Session(const config::JobConfig& job_config)
     : job(job_config),
-      device(resolve_device(job.model.device)),
-      compute_dtype(resolve_dtype(job.model.dtype, device)),
-      schedule{job.training.lr, job.training.min_lr_ratio, job.training.warmup_steps, job.training.steps,
-               job.training.schedule} {
+      device(resolve_device(config::name_of(job.model.device))),
+      compute_dtype(resolve_dtype(config::name_of(job.model.dtype), device)),
+      schedule(lr_schedule(job.training)) {
   const int stage = zero_stage();
   if (job.parallel.offload_optimizer && stage < 3)
     throw Error("parallel.offload_optimizer moves each rank's shard of the weights, gradients and moments to host memory")
@@ -116,7 +115,7 @@ Session::Session(const config::JobConfig& job_config)
     student = build_student(job.model, teacher, device, seed);
   }
   quantized = attach_quantization(job.quant, *student);
-  pruning = StudentPruning::attach(job, student, compute_dtype);  // after quantization: checks its groups
+  pruning = StudentPruning::attach(job.prune, job.quant, calibration_data(job.data), student, compute_dtype);  // after quantization: checks its groups
   const auto student_width = student->config().hidden_size;
   projections = distill::HiddenProjections(distill_options(job.distill), student_width,
                                            teacher ? teacher->config().hidden_size : student_width);
@@ -160,9 +159,12 @@ Session::Session(const config::JobConfig& job_config)
     enable_activation_checkpointing(*student);
   }
   grad_sync = std::make_unique<GradSync>(*flat, *collective);
-  optimizer = std::make_unique<AdamW>(
-      *flat, AdamWOptions{job.training.beta1, job.training.beta2, job.training.eps, job.training.weight_decay},
-      flat->shards() > 1 ? dist::rank() : 0);
+  AdamWOptions adamw;
+  adamw.beta1 = job.training.beta1;
+  adamw.beta2 = job.training.beta2;
+  adamw.eps = job.training.eps;
+  adamw.weight_decay = job.training.weight_decay;
+  optimizer = std::make_unique<AdamW>(*flat, adamw, flat->shards() > 1 ? dist::rank() : 0);
 }
 
 TensorSlices owned_slices(FlatParameters& flat, const model::NamedTensors& targets, bool replicated) {

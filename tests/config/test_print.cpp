@@ -30,7 +30,7 @@ TEST(ConfigPrint, DryRunYamlReadsBackToTheSameConfig) {
 
   const LoadedConfig reread = load_config_text(yaml, "dry-run.yaml");
   EXPECT_EQ(reread.job.run.name, "exp 1: \"quoted\"");
-  EXPECT_EQ(reread.job.model.dtype, "bf16");
+  EXPECT_EQ(reread.job.model.dtype, ComputeDtype::bf16);
   EXPECT_EQ(reread.job.data.seq_len, 128);
   EXPECT_DOUBLE_EQ(reread.job.training.lr, 3e-4);
   JobConfig a = original.job, b = reread.job;

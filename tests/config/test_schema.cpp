@@ -10,7 +10,30 @@
 #include "config/suggest.h"
 
 namespace qtrain::config {
+
+enum class Flavour { plain, salted };
+QTRAIN_ENUM_NAMES(Flavour, {Flavour::plain, "plain"}, {Flavour::salted, "salted"});
+
 namespace {
+
+// An enum field and an optional string whose null is spelled none (as model.teacher).
+struct Kitchen {
+  Flavour flavour = Flavour::plain;
+  std::optional<std::string> guest = std::string("ann");
+  template <class V>
+  void visit(V& v) {
+    v.field("flavour", flavour, "How it tastes");
+    v.field("guest", guest, "Who comes; none = nobody", NoneIsNull{});
+  }
+};
+
+struct House {
+  Kitchen kitchen;
+  template <class V>
+  void visit(V& v) {
+    v.section("kitchen", kitchen, "Kitchen");
+  }
+};
 
 struct Inner {
   std::vector<std::int64_t> layers = {0, 1};
@@ -94,6 +117,38 @@ TEST(ConfigSchema, ListItemErrorsNameTheItemAndItsLine) {
     EXPECT_EQ(e.key_name(), "root.middle.targets[1]");
     EXPECT_EQ(e.expected_value(), "one of q_proj, k_proj, v_proj");
   }
+}
+
+TEST(ConfigSchema, EnumFieldsReadTheirNamesAndNoneIsNull) {
+  Kitchen kitchen;
+  Schema schema = bind(kitchen);
+  Sources sources;
+  read_yaml("flavour: salted\nguest: none\n", "kitchen.yaml", schema, sources);
+  EXPECT_EQ(kitchen.flavour, Flavour::salted);
+  EXPECT_FALSE(kitchen.guest.has_value());
+  EXPECT_EQ(to_yaml(schema), "flavour: salted\nguest: none\n");
+  apply_override("guest=bob", schema, sources);
+  EXPECT_EQ(kitchen.guest, std::optional<std::string>("bob"));
+  EXPECT_THROW(read_yaml("guest:\n", "kitchen.yaml", schema, sources), Error);  // empty: missing, not none
+  read_yaml("guest: \"none\"\n", "kitchen.yaml", schema, sources);  // quoted: the string
+  EXPECT_EQ(kitchen.guest, std::optional<std::string>("none"));
+  EXPECT_EQ(to_yaml(schema), "flavour: salted\nguest: \"none\"\n");  // and so it reads back
+  try {
+    apply_override("flavour=sweet", schema, sources);
+    FAIL() << "expected qtrain::Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.key_name(), "flavour");
+    EXPECT_EQ(e.expected_value(), "one of plain, salted");
+  }
+  EXPECT_EQ(kitchen.flavour, Flavour::salted);
+  House defaults;
+  EXPECT_EQ(reference_markdown(bind(defaults)),
+            "### `kitchen`\n\nKitchen.\n\n"
+            "| Key | Type | Default | Allowed | Description |\n|---|---|---|---|---|\n"
+            "| `kitchen.flavour` | string | `plain` | `plain`, `salted` | How it tastes |\n"
+            "| `kitchen.guest` | string or none | `ann` |  | Who comes; none = nobody |\n\n");
+  EXPECT_EQ(parse_choice<Flavour>("plain", "--flavour"), Flavour::plain);
+  EXPECT_THROW(parse_choice<Flavour>("sweet", "--flavour"), Error);
 }
 
 TEST(ConfigSchema, ReferenceListsTypesDefaultsAndConstraints) {

@@ -223,7 +223,7 @@ TEST(ChunkedLogitLoss, DistillLossMatchesTheFullLogitPath) {
     options.beta = 1.0;
     options.temperature = 2.0;
     options.gamma = 0.1;
-    options.hidden_loss = "cosine";
+    options.hidden_loss = config::HiddenLoss::cosine;
     options.student_layers = {0};
     options.teacher_layers = {1};
     options.loss_chunk_tokens = 0;

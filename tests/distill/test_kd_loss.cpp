@@ -40,9 +40,9 @@ TEST(KdLoss, CrossEntropyAndHiddenTerms) {
   auto expected = -torch::log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).mean();
   EXPECT_NEAR(next_token_cross_entropy(logits, labels).item<double>(), expected.item<double>(), 1e-6);
   auto a = torch::randn({2, 3, 8}), b = torch::randn({2, 3, 8});
-  EXPECT_NEAR(hidden_state_loss(a, b, "mse").item<double>(), (a - b).pow(2).mean().item<double>(), 1e-6);
-  EXPECT_NEAR(hidden_state_loss(a, 3 * a, "cosine").item<double>(), 0.0, 1e-6);  // same direction
-  EXPECT_NEAR(hidden_state_loss(a, -a, "cosine").item<double>(), 2.0, 1e-6);
+  EXPECT_NEAR(hidden_state_loss(a, b, config::HiddenLoss::mse).item<double>(), (a - b).pow(2).mean().item<double>(), 1e-6);
+  EXPECT_NEAR(hidden_state_loss(a, 3 * a, config::HiddenLoss::cosine).item<double>(), 0.0, 1e-6);  // same direction
+  EXPECT_NEAR(hidden_state_loss(a, -a, config::HiddenLoss::cosine).item<double>(), 2.0, 1e-6);
 }
 
 }  // namespace

@@ -50,7 +50,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GenerateFixtures,
                          ::testing::Values("llama_gqa_llama3", "llama_headdim_tied", "qwen2_bias", "mistral_linear"));
 
 void calibrate_kv(model::CausalLMImpl& model, const std::string& kind) {
-  quant::attach_kv_cache_quant(model, kind);
+  quant::attach_kv_cache_quant(model, config::parse_choice<config::KvCache>(kind, "kv_cache"));
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
   quant::calibrate_activations(model, [&] { model.forward(tokens.read(0, 4 * 64).view({4, 64})); });
 }

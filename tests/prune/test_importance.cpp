@@ -9,6 +9,7 @@
 #include "data/token_file.h"
 #include "model/hf_checkpoint.h"
 #include "model/rope.h"
+#include "config/choices.h"
 #include "prune/importance.h"
 #include "tests/test_util.h"
 
@@ -115,17 +116,18 @@ void scale_units(model::CausalLMImpl& m) {
 }
 
 TEST(Importance, EveryKindRanksAScaledUpUnitFirst) {
-  for (const auto* kind : {"activation", "taylor", "magnitude"}) {
+  for (const auto kind : {config::Importance::activation, config::Importance::taylor, config::Importance::magnitude}) {
+    SCOPED_TRACE(config::name_of(kind));
     auto m = fixture_model();
     const auto before = magnitude_importance(*m);
     scale_units(*m);
     Importance scores;
-    switch (importance_kind(kind)) {
-      case ImportanceKind::magnitude: scores = magnitude_importance(*m); break;
-      case ImportanceKind::activation:
+    switch (kind) {
+      case config::Importance::magnitude: scores = magnitude_importance(*m); break;
+      case config::Importance::activation:
         scores = activation_importance(*m, [&] { m->forward(batch(0).narrow(1, 0, 32)); });
         break;
-      case ImportanceKind::taylor:
+      case config::Importance::taylor:
         scores = taylor_importance(*m, [&](const std::function<void()>& after_batch) {
           m->zero_grad();
           loss_of(*m, batch(0)).backward();
@@ -133,12 +135,11 @@ TEST(Importance, EveryKindRanksAScaledUpUnitFirst) {
         });
         break;
     }
-    EXPECT_EQ(scores.mlp_channels[0].argmax().item<int64_t>(), 17) << kind;
-    EXPECT_EQ(scores.kv_groups[0].argmax().item<int64_t>(), 1) << kind;
-    if (std::string(kind) == "magnitude")  // the norm of a unit scaled by 4 is 4 times its norm
+    EXPECT_EQ(scores.mlp_channels[0].argmax().item<int64_t>(), 17);
+    EXPECT_EQ(scores.kv_groups[0].argmax().item<int64_t>(), 1);
+    if (kind == config::Importance::magnitude)  // the norm of a unit scaled by 4 is 4 times its norm
       EXPECT_NEAR(scores.mlp_channels[0][17].item<double>(), 4 * before.mlp_channels[0][17].item<double>(), 1e-9);
   }
-  EXPECT_THROW(importance_kind("random"), Error);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@ namespace qtrain::prune {
 namespace {
 
 TEST(PruneSchedule, CubicRampTakesZhuGuptaValues) {
-  const PruneSchedule s{"gradual", 10, 110, 10};
+  const PruneSchedule s{config::PruneSchedule::gradual, 10, 110, 10};
   EXPECT_EQ(s.progress(0), 0.0);
   EXPECT_EQ(s.progress(10), 0.0);
   EXPECT_DOUBLE_EQ(s.progress(35), 1.0 - 0.75 * 0.75 * 0.75);  // a quarter of the way: 0.578125
@@ -21,7 +21,7 @@ TEST(PruneSchedule, CubicRampTakesZhuGuptaValues) {
 }
 
 TEST(PruneSchedule, GradualUpdatesEveryIntervalAndAtTheEnd) {
-  const PruneSchedule s{"gradual", 0, 25, 10};
+  const PruneSchedule s{config::PruneSchedule::gradual, 0, 25, 10};
   std::vector<int64_t> updates;
   for (int64_t step = 0; step <= 40; ++step)
     if (s.is_update_step(step)) updates.push_back(step);
@@ -29,7 +29,7 @@ TEST(PruneSchedule, GradualUpdatesEveryIntervalAndAtTheEnd) {
 }
 
 TEST(PruneSchedule, OneShotUpdatesOnceAtItsStart) {
-  const PruneSchedule s{"oneshot", 3, 0, 1};
+  const PruneSchedule s{config::PruneSchedule::oneshot, 3, 0, 1};
   std::vector<int64_t> updates;
   for (int64_t step = 0; step <= 10; ++step)
     if (s.is_update_step(step)) updates.push_back(step);

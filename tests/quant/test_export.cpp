@@ -28,7 +28,7 @@ namespace {
 model::CausalLM quantized_fixture(const std::vector<std::string>& rules, const std::string& observer = "minmax") {
   auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
   FakeQuantOptions options;
-  options.observer.kind = observer;
+  options.observer.kind = config::parse_choice<config::ObserverKind>(observer, "observer");
   attach_fake_quant(*m, assign_schemes(*m, parse_rules(rules)), options);
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
   calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
@@ -106,7 +106,7 @@ TEST(Export, DifferencesFromFakeQuantComeFromTheBf16Tensors) {
     SCOPED_TRACE(c.rules.back() + ", kv " + c.kv);
     auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
     attach_fake_quant(*m, assign_schemes(*m, parse_rules(c.rules)), FakeQuantOptions{});
-    attach_kv_cache_quant(*m, c.kv);
+    attach_kv_cache_quant(*m, config::parse_choice<config::KvCache>(c.kv, "kv_cache"));
     auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
     calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
     const auto root = testing::scratch_dir();
@@ -237,7 +237,7 @@ TEST(Export, ObserversGiveNestedRanges) {
 TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
   auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
   attach_fake_quant(*m, assign_schemes(*m, parse_rules({"re:.*=w8a16"})), FakeQuantOptions{});
-  attach_kv_cache_quant(*m, "fp8");
+  attach_kv_cache_quant(*m, config::KvCache::fp8);
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
   calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
   const auto kv = kv_cache_quantizers(*m);
@@ -260,7 +260,7 @@ TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
 
 TEST(Export, Int8KvCacheQuantizesKeysPerChannelAndValuesPerToken) {
   auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
-  attach_kv_cache_quant(*m, "int8");
+  attach_kv_cache_quant(*m, config::KvCache::int8);
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
   const auto base = perplexity(*m).perplexity;
   calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });

@@ -20,7 +20,7 @@ TEST(ModelState, SplitsWeightsFromQuantizerState) {
   FakeQuantOptions options;
   options.learnable_scales = true;
   attach_fake_quant(*m, assign_schemes(*m, parse_rules({"lm_head=none", "re:.*=w4a16-g32"})), options);
-  attach_kv_cache_quant(*m, "fp8");
+  attach_kv_cache_quant(*m, config::KvCache::fp8);
   const auto state = split_state(*m);
   auto reference = plain->named_parameters();
   ASSERT_EQ(state.weights.size(), reference.size());

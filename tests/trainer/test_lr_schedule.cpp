@@ -9,7 +9,7 @@ namespace qtrain::trainer {
 namespace {
 
 TEST(LrSchedule, WarmupThenCosineToTheFloor) {
-  LrSchedule s{1.0, 0.1, 4, 14, "cosine"};
+  LrSchedule s{1.0, 0.1, 4, 14, config::LrSchedule::cosine};
   EXPECT_DOUBLE_EQ(s.at(0), 0.25);
   EXPECT_DOUBLE_EQ(s.at(3), 1.0);
   EXPECT_DOUBLE_EQ(s.at(4), 1.0);   // first decay step: still the peak
@@ -19,11 +19,11 @@ TEST(LrSchedule, WarmupThenCosineToTheFloor) {
 }
 
 TEST(LrSchedule, LinearAndConstant) {
-  LrSchedule linear{2.0, 0.5, 0, 11, "linear"};
+  LrSchedule linear{2.0, 0.5, 0, 11, config::LrSchedule::linear};
   EXPECT_DOUBLE_EQ(linear.at(0), 2.0);
   EXPECT_DOUBLE_EQ(linear.at(5), 1.5);
   EXPECT_DOUBLE_EQ(linear.at(10), 1.0);
-  LrSchedule constant{3.0, 0.1, 2, 10, "constant"};
+  LrSchedule constant{3.0, 0.1, 2, 10, config::LrSchedule::constant};
   EXPECT_DOUBLE_EQ(constant.at(0), 1.5);
   EXPECT_DOUBLE_EQ(constant.at(9), 3.0);
 }

@@ -43,7 +43,7 @@ TEST_P(TrainStepGolden, MatchesThePyTorchReference) {
   options.beta = reference["beta"];
   options.gamma = reference["gamma"];
   options.temperature = reference["temperature"];
-  options.hidden_loss = "cosine";
+  options.hidden_loss = config::HiddenLoss::cosine;
   options.student_layers = {1};
   options.teacher_layers = {1};
   distill::HiddenProjections projections(options, 32, 64);
