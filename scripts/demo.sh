@@ -42,14 +42,14 @@ if [ -f "$demo/teacher/model.safetensors" ]; then
   echo "demo: $demo/teacher exists; not trained again (delete it, and $demo/teacher-run, to retrain)"
 else
   "${qtrain[@]}" --config configs/demo_teacher.yaml --set logging.progress="$progress"
-  # The last checkpoint is a Hugging Face folder (config.json + model.safetensors); with GPT-2's
-  # tokenizer beside it, qtrain and qeval check that token files were made with that tokenizer.
+  # The last checkpoint (sharded training state, docs/trainer.md) becomes a Hugging Face folder
+  # (config.json + model.safetensors in bf16, as teachers are published) by `qtrain export`;
+  # with GPT-2's tokenizer beside it, qtrain and qeval check that token files were made with
+  # that tokenizer.
   run="$demo/teacher-run/checkpoints"
   last="$run/$(cat "$run/latest")"
   rm -rf "$demo/teacher.tmp"
-  mkdir -p "$demo/teacher.tmp"
-  cp "$last/config.json" "$last/model.safetensors" "$demo/teacher.tmp/"
-  cp .cache/corpus/gpt2/tokenizer.json "$demo/teacher.tmp/"
+  "$build/qtrain" export --checkpoint "$last" --output "$demo/teacher.tmp" --tokenizer .cache/corpus/gpt2
   mv "$demo/teacher.tmp" "$demo/teacher"  # last: its presence means the teacher is complete
   echo "demo: teacher = $last -> $demo/teacher"
 fi
