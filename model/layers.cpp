@@ -54,6 +54,16 @@ torch::Tensor LinearImpl::linear(const torch::Tensor& x, const torch::Tensor& w)
   return torch::linear(x, w, bias);
 }
 
+ObserveInputs::~ObserveInputs() {
+  for (auto* linear : watched_) linear->observer_ = nullptr;
+}
+
+void ObserveInputs::watch(LinearImpl& linear, std::function<void(const torch::Tensor&)> observer) {
+  QT_REQUIRE(!linear.observer_, "a linear's inputs are watched twice at once");
+  linear.observer_ = std::move(observer);
+  watched_.push_back(&linear);
+}
+
 void LinearImpl::set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper) {
   wrapper_ = named_children().contains(name) ? replace_module(name, std::move(wrapper))
                                              : register_module(name, std::move(wrapper));

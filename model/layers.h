@@ -44,18 +44,32 @@ class LinearImpl : public torch::nn::Module {
   torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight) const;
   void set_wrapper(const std::string& name, std::shared_ptr<LinearWrapper> wrapper);
   const std::shared_ptr<LinearWrapper>& wrapper() const { return wrapper_; }
-  // Something that sees every input before the forward (activation statistics for pruning
-  // importance), independent of the wrapper; an empty function removes it.
-  void set_input_observer(std::function<void(const torch::Tensor&)> observer) { observer_ = std::move(observer); }
-
   torch::Tensor weight;  // [out_features, in_features]
   torch::Tensor bias;    // [out_features] or undefined
 
  private:
+  friend class ObserveInputs;
   std::shared_ptr<LinearWrapper> wrapper_;
   std::function<void(const torch::Tensor&)> observer_;
 };
 TORCH_MODULE(Linear);
+
+// The one way to watch a linear's inputs (GPTQ's Hessians, AWQ's and SmoothQuant's channel
+// statistics, pruning importance): for as long as the guard lives, each watched linear calls
+// its function with every input before its forward, before any wrapper, whatever the wrapper
+// does with it. The watch ends with the guard, also when a forward throws. A linear has at
+// most one watcher at a time.
+class ObserveInputs {
+ public:
+  ObserveInputs() = default;
+  ~ObserveInputs();
+  ObserveInputs(const ObserveInputs&) = delete;
+  ObserveInputs& operator=(const ObserveInputs&) = delete;
+  void watch(LinearImpl& linear, std::function<void(const torch::Tensor&)> observer);
+
+ private:
+  std::vector<LinearImpl*> watched_;
+};
 
 // Token embedding table; unlike torch::nn::Embedding it is left uninitialised, so that
 // building a large model before loading its checkpoint costs no time.

@@ -94,15 +94,16 @@ Importance activation_importance(model::CausalLMImpl& model, const std::function
     sums.mlp_channels.push_back(torch::zeros({layer_of(model, i).mlp->down_proj->weight.size(1)}, options));
     sums.kv_groups.push_back(torch::zeros({attn.num_kv_heads}, options));
   }
+  model::ObserveInputs observe;
   for (int64_t i = 0; i < layers; ++i) {
     auto& layer = layer_of(model, i);
-    layer.mlp->down_proj->set_input_observer([&sums, &tokens, i](const torch::Tensor& h) {
+    observe.watch(*layer.mlp->down_proj, [&sums, &tokens, i](const torch::Tensor& h) {
       const auto flat = h.detach().reshape({-1, h.size(-1)});
       sums.mlp_channels[i] += flat.abs().to(torch::kFloat64).sum(0);
       tokens[i] += static_cast<double>(flat.size(0));
     });
     const int64_t head_dim = layer.self_attn->head_dim, kv_heads = layer.self_attn->num_kv_heads;
-    layer.self_attn->o_proj->set_input_observer([&sums, i, head_dim, kv_heads](const torch::Tensor& o) {
+    observe.watch(*layer.self_attn->o_proj, [&sums, i, head_dim, kv_heads](const torch::Tensor& o) {
       // o_proj's input is the heads' outputs side by side: [.., heads * head_dim].
       const auto per_head = o.detach().to(torch::kFloat64).reshape({-1, o.size(-1) / head_dim, head_dim}).norm(2, -1);
       sums.kv_groups[i] += per_head.sum(0).reshape({kv_heads, -1}).sum(1);
@@ -111,10 +112,6 @@ Importance activation_importance(model::CausalLMImpl& model, const std::function
   {
     torch::NoGradGuard no_grad;
     run_forward();
-  }
-  for (int64_t i = 0; i < layers; ++i) {
-    layer_of(model, i).mlp->down_proj->set_input_observer({});
-    layer_of(model, i).self_attn->o_proj->set_input_observer({});
   }
   sum_over_ranks(sums, &tokens);
   for (int64_t i = 0; i < layers; ++i) {  // means over every rank's tokens

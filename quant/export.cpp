@@ -50,7 +50,7 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
   const auto& args = *scheme.weights;
   const auto w = weight.detach().to(torch::kFloat32);
   const auto out_features = w.size(0), in_features = w.size(1);
-  const auto qp = layer.weight_qparams(w);
+  const auto qp = layer.weights().qparams(w);
   const auto q = quantize(unit_view(w, args), {qp.scale.detach(), qp.zero_point}, args).reshape({out_features, in_features});
   const auto scale = qp.scale.detach().reshape({out_features, -1});
   const auto zero_point = qp.zero_point.reshape({out_features, -1});
@@ -70,7 +70,7 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
   // Scales as the simulation rounded them (quant.scale_dtype), whatever the export dtype.
   out.emplace_back(prefix + ct::kWeightScale, scale.to(layer.scale_dtype()));
   if (scheme.input_activations && !scheme.input_activations->dynamic) {
-    const auto in = layer.input_qparams();
+    const auto in = layer.inputs().stored();
     out.emplace_back(prefix + ct::kInputScale, in.scale.detach().reshape({1}).to(layer.scale_dtype()));
     if (!scheme.input_activations->symmetric)
       out.emplace_back(prefix + ct::kInputZeroPoint, in.zero_point.reshape({1}).to(torch::kInt8));
@@ -166,8 +166,8 @@ ExportSummary export_compressed_tensors(model::CausalLMImpl& model, const std::s
       }
       if (unit >= 0 && static_cast<size_t>(unit) < kv.size() && kv[unit]->kind() == config::KvCache::fp8) {
         const auto prefix = "model.layers." + std::to_string(unit) + ".self_attn.";
-        tensors.emplace_back(prefix + ct::kKeyScale, kv[unit]->key_scale.detach().reshape({1}).to(torch::kFloat32));
-        tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->value_scale.detach().reshape({1}).to(torch::kFloat32));
+        tensors.emplace_back(prefix + ct::kKeyScale, kv[unit]->keys().scale.detach().reshape({1}).to(torch::kFloat32));
+        tensors.emplace_back(prefix + ct::kValueScale, kv[unit]->values().scale.detach().reshape({1}).to(torch::kFloat32));
       }
       for (const auto& [name, tensor] : state) {
         if (model::decoder_layer_of(name) != unit || done.count(name) || is_quantizer_state(name)) continue;

@@ -1,23 +1,24 @@
 // Fake quantization of one linear layer during training (QAT): it takes over the layer's
-// forward (model::LinearWrapper) and computes linear(fq(x), fq(W)) with the arithmetic of
-// quant_math.h. Weight scales follow the current weights (min-max per the scheme's
-// strategy), or are fixed by a PTQ method (GPTQ, AWQ: set_weight_qparams), or are learned
-// (LSQ) when enabled. Static activation scales are calibrated by
-// an observer, then frozen: calibrate() ... freeze() bumps `scale_version`, and nothing
-// changes them afterwards (the optimizer never sees them). All state is registered, so it
-// travels in checkpoints. Structured pruning (docs/pruning.md) may remove input columns: the
-// layer then multiplies only the kept columns, quantized as the compacted export quantizes
-// them (set_kept_inputs), and compacted() carries the state to the exported, smaller layer.
+// forward (model::LinearWrapper) and computes linear(fq(x), fq(W)) with two tensor quantizers
+// (tensor_quantizer.h), one for the weight and one for the input. Weight scales follow the
+// current weights (min-max per the scheme's strategy), or are fixed by a PTQ method (GPTQ,
+// AWQ), or are learned (LSQ) when enabled. Static activation scales are calibrated by an
+// observer, then frozen: freeze() bumps `scale_version`, and nothing changes them afterwards
+// (the optimizer never sees them). All state is registered, so it travels in checkpoints.
+// Structured pruning (docs/pruning.md) may remove input columns: the layer then multiplies
+// only the kept columns, quantized as the compacted export quantizes them
+// (set_kept_inputs), and compacted() carries the state to the exported, smaller layer.
 #pragma once
 #include <torch/torch.h>
 
-#include <functional>
 #include <memory>
+#include <optional>
 
 #include "model/layers.h"
 #include "quant/observer.h"
 #include "quant/quant_args.h"
 #include "quant/quant_math.h"
+#include "quant/tensor_quantizer.h"
 
 namespace qtrain::quant {
 
@@ -34,33 +35,22 @@ class FakeQuantLinear : public model::LinearWrapper {
 
   const Scheme& scheme() const { return scheme_; }
   torch::ScalarType scale_dtype() const { return options_.scale_dtype; }
-  bool needs_calibration() const { return scheme_.input_activations && !scheme_.input_activations->dynamic; }
-  // Calibration protocol (all ranks, same order): for pass in [0, passes): begin_pass, run
-  // batches through the model (observe mode), end_pass; then freeze().
-  int calibration_passes() const { return observer_.passes(); }
-  void begin_pass(int pass);
-  void end_pass();
-  void freeze();
-  bool frozen() const { return frozen_host_; }
-  // PTQ hooks: a function that sees every input of this layer (Hessians, activation
-  // statistics), and a switch that lets inputs through unquantized before calibration.
-  void set_input_hook(std::function<void(const torch::Tensor&)> hook) { input_hook_ = std::move(hook); }
-  void set_activation_bypass(bool bypass) { bypass_activations_ = bypass; }
+  // The weight's quantizer (scheme().weights only) and the input's (disabled for weight-only
+  // schemes; its state exists for every layer). State names: weight_scale (a parameter under
+  // LSQ), weight_zero_point, weight_fixed; input_scale, input_zero_point, frozen.
+  TensorQuantizer& weights() { return *weights_; }
+  const TensorQuantizer& weights() const { return *weights_; }
+  TensorQuantizer& inputs() { return inputs_; }
+  const TensorQuantizer& inputs() const { return inputs_; }
 
-  // Re-reads the flags from the buffers after they were loaded from a checkpoint (the
-  // forward reads host copies, so that it never waits for the GPU).
+  // Calibration of a static input scale (quantized_model.h's calibrate_activations).
+  void freeze();
+  // Re-reads the flags after the state was loaded from a checkpoint.
   void refresh_from_buffers();
 
   // Min-max of `weight`, the parameters a new layer starts with (for a weight that had no
   // values when the layer was made: model::Skeleton; ZeRO-3 start-up sets them).
   QParams initial_weight_qparams(const torch::Tensor& weight) const;
-  // The weight's quantization parameters now (learned, fixed or min-max), as exported.
-  QParams weight_qparams(const torch::Tensor& weight) const;
-  QParams input_qparams() const;  // static activations, after freeze()
-  // Fixes the weight's scales and zero points (PTQ): they no longer follow min-max.
-  void set_weight_qparams(const QParams& qp);
-  // Sets the static input range directly (SmoothQuant, tests) and freezes it.
-  void set_input_qparams(const QParams& qp);
 
   // Pruned input columns (down_proj's MLP channels, o_proj's heads): the forward becomes
   // linear(fq(x[.., kept]), fq(W[:, kept])), the GEMM of the exported layer with its pruned
@@ -77,22 +67,14 @@ class FakeQuantLinear : public model::LinearWrapper {
   std::shared_ptr<FakeQuantLinear> compacted(const torch::Tensor& weight, const torch::Tensor& kept_rows,
                                              int64_t source_rows) const;
 
-  // Weight scales and zero points [units, 1]: a trainable parameter under LSQ, else buffers
-  // that are used when weight_fixed is set.
-  torch::Tensor weight_scale, weight_zero_point, weight_fixed;
-  torch::Tensor input_scale, input_zero_point;  // [1, 1] buffers
-  torch::Tensor frozen_, scale_version;         // buffers: bool, int64
+  torch::Tensor scale_version;  // int64 buffer, bumped when the input scale is frozen
 
  private:
   QParams placeholder_qparams(const torch::Tensor& weight) const;
-  torch::Tensor quantize_input(const torch::Tensor& x);
   Scheme scheme_;
   FakeQuantOptions options_;
-  Observer observer_;
-  bool observing_ = false;
-  bool fixed_host_ = false, frozen_host_ = false;
-  bool bypass_activations_ = false;
-  std::function<void(const torch::Tensor&)> input_hook_;
+  std::optional<TensorQuantizer> weights_;
+  TensorQuantizer inputs_;
   torch::Tensor kept_inputs_;
 };
 

@@ -2,6 +2,7 @@
 #include "quant/gptq.h"
 
 #include <map>
+#include <optional>
 #include <regex>
 
 #include "common/dist.h"
@@ -105,21 +106,22 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
   for (const auto& [index, names] : by_layer) {
     std::map<std::string, torch::Tensor> hessians;
     std::map<std::string, int64_t> counts;
+    std::optional<model::ObserveInputs> observe(std::in_place);
     for (const auto& name : names) {
       auto* linear = modules[name]->as<model::LinearImpl>();
       hessians[name] = torch::zeros({linear->weight.size(1), linear->weight.size(1)},
                                     linear->weight.options().dtype(torch::kFloat32));
       counts[name] = 0;
-      layers[name]->set_input_hook([&, name](const torch::Tensor& x) {
+      observe->watch(*linear, [&, name](const torch::Tensor& x) {
         auto x2 = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat32);
         hessians[name].addmm_(x2.t(), x2);
         counts[name] += x2.size(0);
       });
     }
     run_batches();
+    observe.reset();
     const auto held = hold ? hold(index == INT64_MAX ? -1 : static_cast<int>(index)) : nullptr;
     for (const auto& name : names) {
-      layers[name]->set_input_hook(nullptr);
       auto& H = hessians[name];
       allreduce_host(H);
       double n = static_cast<double>(counts[name]);
@@ -131,7 +133,7 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       auto result = gptq_quantize(linear->weight, H, *fq->scheme().weights, options, fq->scale_dtype());
       torch::NoGradGuard no_grad;
       linear->weight.copy_(result.weight);
-      fq->set_weight_qparams(result.qparams);
+      fq->weights().set(result.qparams);
     }
   }
 }

@@ -6,7 +6,9 @@
 //   fp8   E4M3 keys and values with one static per-tensor scale each: absmax / 448, the
 //         k_scale / v_scale that vLLM reads from compressed-tensors checkpoints.
 // Only the FP8 cache is exported (vLLM has no int8 KV cache with checkpoint scales); the
-// int8 cache is simulated in training and evaluation.
+// int8 cache is simulated in training and evaluation. Keys and values are tensor quantizers
+// (tensor_quantizer.h); static scales come from a min-max observer (the absmax), reduced over
+// the ranks by the observers' one rule.
 #pragma once
 #include <torch/torch.h>
 
@@ -15,7 +17,7 @@
 #include "model/causal_lm.h"
 #include "config/choices.h"
 #include "model/layers.h"
-#include "quant/observer.h"
+#include "quant/tensor_quantizer.h"
 
 namespace qtrain::quant {
 
@@ -24,16 +26,18 @@ class KvCacheQuant : public model::KvCacheHook {
   KvCacheQuant(config::KvCache kind, int64_t kv_heads, int64_t head_dim);
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& k, const torch::Tensor& v) override;
   config::KvCache kind() const { return kind_; }
-  // Calibration: observe, then freeze the static scales (max over ranks).
-  void begin_observing();
-  void freeze();
-  torch::Tensor key_scale, value_scale;  // int8: [kv_heads, head_dim] keys, unused values; fp8: [1] each
-  torch::Tensor frozen;
+  // Keys: int8 per (kv head, channel), scale [kv_heads, head_dim]; fp8 per tensor, [1].
+  // Values: int8 dynamic per token (the stored [1] scale unused); fp8 per tensor, [1].
+  // State names: key_scale, value_scale, and one frozen flag for both.
+  TensorQuantizer& keys() { return keys_; }
+  TensorQuantizer& values() { return values_; }
+  const TensorQuantizer& keys() const { return keys_; }
+  const TensorQuantizer& values() const { return values_; }
+  bool frozen() const { return keys_.is_set(); }
 
  private:
   config::KvCache kind_;
-  bool observing_ = false;
-  torch::Tensor key_absmax_, value_absmax_;
+  TensorQuantizer keys_, values_;
 };
 
 // Puts a KvCacheQuant (int8 or fp8) on every attention layer; none does nothing.

@@ -119,9 +119,8 @@ model::CausalLM load_for_eval(const std::string& dir, const model::LoadOptions& 
     int64_t layer = 0;
     for (auto* kv : kv_cache_quantizers(*model)) {
       const auto prefix = "model.layers." + std::to_string(layer++) + ".self_attn.";
-      kv->key_scale.copy_(ck.tensor(prefix + ct::kKeyScale).reshape({1}));
-      kv->value_scale.copy_(ck.tensor(prefix + ct::kValueScale).reshape({1}));
-      kv->frozen.fill_(true);
+      kv->keys().set({ck.tensor(prefix + ct::kKeyScale).to(torch::kFloat32), {}});
+      kv->values().set({ck.tensor(prefix + ct::kValueScale).to(torch::kFloat32), {}});
     }
   }
   for (auto& item : model->named_parameters()) {

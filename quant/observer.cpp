@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/dist.h"
 #include "common/error.h"
@@ -18,43 +19,70 @@ void Observer::begin_pass(int pass) {
   if (pass == 1) histogram_.assign(kBins, 0.0);
 }
 
-void Observer::update(const torch::Tensor& x) {
+void Observer::update(const torch::Tensor& units) {
   torch::NoGradGuard no_grad;
-  auto v = x.detach().to(torch::kFloat32);
+  auto v = units.detach().to(torch::kFloat32);
   if (pass_ == 0) {
-    const double lo = v.min().item<double>(), hi = v.max().item<double>();
-    if (!seen_ || options_.kind != config::ObserverKind::ema) {
-      min_ = seen_ ? std::min(min_, lo) : lo;
-      max_ = seen_ ? std::max(max_, hi) : hi;
+    // Extremes of fp32 values, kept in fp64 (the running averages are fp64 arithmetic).
+    const auto lo = v.amin(1).to(torch::kFloat64), hi = v.amax(1).to(torch::kFloat64);
+    if (!seen_) {
+      min_ = lo;
+      max_ = hi;
+    } else if (options_.kind != config::ObserverKind::ema) {
+      min_ = torch::minimum(min_, lo);
+      max_ = torch::maximum(max_, hi);
     } else {
-      min_ = options_.ema_decay * min_ + (1 - options_.ema_decay) * lo;
-      max_ = options_.ema_decay * max_ + (1 - options_.ema_decay) * hi;
+      min_ = min_ * options_.ema_decay + lo * (1 - options_.ema_decay);
+      max_ = max_ * options_.ema_decay + hi * (1 - options_.ema_decay);
     }
     seen_ = true;
     return;
   }
+  QT_REQUIRE(v.size(0) == 1, "histogram observers (percentile, mse) observe per-tensor ranges");
   if (absmax_ <= 0) return;
   auto counts = torch::histc(v.abs().flatten(), kBins, 0.0, absmax_).to(torch::kFloat64).cpu().contiguous();
   const auto* c = counts.data_ptr<double>();
   for (int i = 0; i < kBins; ++i) histogram_[i] += c[i];
 }
 
+namespace {
+
+// `t` reduced over the ranks with `reduce`, on the host in fp64.
+torch::Tensor reduced(const torch::Tensor& t, void (*reduce)(double*, int)) {
+  auto host = t.to(torch::kCPU, torch::kFloat64).contiguous().clone();
+  reduce(host.data_ptr<double>(), static_cast<int>(host.numel()));
+  return host;
+}
+
+void reduce_sum(double* values, int n) { dist::allreduce_sum(values, n); }
+void reduce_min(double* values, int n) { dist::allreduce_min(values, n); }
+void reduce_max(double* values, int n) { dist::allreduce_max(values, n); }
+
+}  // namespace
+
 void Observer::reduce_across_ranks() {
-  if (pass_ == 0) {
-    // EMA ranges are averaged (each rank saw a different stream); min/max are extremes.
-    if (options_.kind == config::ObserverKind::ema) {
-      double both[2] = {min_, max_};
-      dist::allreduce_sum(both, 2);
-      min_ = both[0] / dist::world_size();
-      max_ = both[1] / dist::world_size();
-    } else {
-      dist::allreduce_min(&min_, 1);
-      dist::allreduce_max(&max_, 1);
-    }
-    absmax_ = std::max(std::abs(min_), std::abs(max_));
+  if (pass_ == 1) {
+    dist::allreduce_sum(histogram_.data(), kBins);
     return;
   }
-  dist::allreduce_sum(histogram_.data(), kBins);
+  // A rank without calibration data contributes nothing: neutral extremes, no average.
+  const int units = dist::allreduce_max(seen_ ? static_cast<int>(min_.numel()) : 0);
+  double seen_ranks = seen_ ? 1 : 0;
+  dist::allreduce_sum(&seen_ranks, 1);
+  QT_REQUIRE(seen_ranks > 0, "an observer saw no data during calibration on any rank");
+  const auto mine = [&](const torch::Tensor& t, double neutral) {
+    return seen_ ? t : torch::full({units}, neutral, torch::kFloat64);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  if (options_.kind == config::ObserverKind::ema) {  // running averages: their mean
+    min_ = reduced(mine(min_, 0), reduce_sum) / seen_ranks;
+    max_ = reduced(mine(max_, 0), reduce_sum) / seen_ranks;
+  } else {  // running extremes: the extremes
+    min_ = reduced(mine(min_, inf), reduce_min);
+    max_ = reduced(mine(max_, -inf), reduce_max);
+  }
+  seen_ = true;
+  if (min_.numel() == 1) absmax_ = std::max(std::abs(min_.item<double>()), std::abs(max_.item<double>()));
 }
 
 double mse_optimal_clip(const std::vector<double>& histogram, double absmax, double half_levels) {
@@ -78,9 +106,11 @@ double mse_optimal_clip(const std::vector<double>& histogram, double absmax, dou
   return best_clip;
 }
 
-std::pair<double, double> Observer::range(const QuantArgs& args) const {
-  QT_REQUIRE(seen_, "an activation observer saw no data during calibration");
-  if (options_.kind == config::ObserverKind::minmax || options_.kind == config::ObserverKind::ema) return {min_, max_};
+std::pair<torch::Tensor, torch::Tensor> Observer::range(const QuantArgs& args) const {
+  QT_REQUIRE(seen_, "an observer saw no data during calibration");
+  const auto column = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat32).reshape({-1, 1}); };
+  if (options_.kind == config::ObserverKind::minmax || options_.kind == config::ObserverKind::ema)
+    return {column(min_), column(max_)};
   double clip = absmax_;
   if (options_.kind == config::ObserverKind::percentile) {
     double total = 0;
@@ -98,7 +128,7 @@ std::pair<double, double> Observer::range(const QuantArgs& args) const {
     const double half_levels = args.is_float() ? 448.0 : (args.qmax() - args.qmin()) / 2.0;
     clip = mse_optimal_clip(histogram_, absmax_, half_levels);
   }
-  return {-clip, clip};
+  return {torch::full({1, 1}, -clip), torch::full({1, 1}, clip)};
 }
 
 }  // namespace qtrain::quant

@@ -1,6 +1,10 @@
-// Activation observers: they watch a layer's inputs during calibration and produce the
-// static per-tensor range that its input scale is computed from. Statistics are combined
-// over all ranks before the range is taken, so every rank gets the same scale.
+// Observers: they watch a tensor during calibration (a linear's inputs, the KV cache's keys
+// and values; tensor_quantizer.h) and produce the static range, per unit of the tensor's
+// quantization args, that its scale is computed from. One rule combines the ranks, whatever
+// the tensor: each statistic is reduced as what it is, running extremes by min and max,
+// running averages (ema) by their mean, histograms by their sum, before the range is taken,
+// so that every rank gets the same scale. Ranges are returned on the host, so that a scale
+// is computed in the same arithmetic on every device.
 //   minmax      running min and max (llm-compressor's default)
 //   ema         min and max as exponential moving averages over batches (decay ema_decay)
 //   percentile  the range clipped at the given percentile of |x| (symmetric)
@@ -8,7 +12,7 @@
 //               error over the observed |x| distribution (as in TensorRT/ModelOpt's "mse")
 // percentile and mse keep a 2048-bin histogram of |x| over [0, absmax], which needs the
 // global absmax first: their calibration runs the batches twice (pass 0: range, pass 1:
-// histogram).
+// histogram). They observe per-tensor ranges (one unit) only.
 #pragma once
 #include <torch/torch.h>
 
@@ -31,18 +35,21 @@ class Observer {
   explicit Observer(ObserverOptions options) : options_(std::move(options)) {}
   int passes() const { return options_.kind == config::ObserverKind::percentile || options_.kind == config::ObserverKind::mse ? 2 : 1; }
   void begin_pass(int pass);  // 0, then 1 for the histogram observers
-  void update(const torch::Tensor& x);
+  // `units`: [units, elements], the unit view of the observed tensor (quant_math.h).
+  void update(const torch::Tensor& units);
   // Combines every rank's statistics (a collective: all ranks call it in the same order).
   void reduce_across_ranks();
-  // The calibrated range [lo, hi] for `args` (after the last pass and the reduction).
-  std::pair<double, double> range(const QuantArgs& args) const;
+  // The calibrated range per unit, lo and hi as [units, 1] fp32 on the host, for `args`
+  // (after the last pass and the reduction).
+  std::pair<torch::Tensor, torch::Tensor> range(const QuantArgs& args) const;
   bool empty() const { return !seen_; }
 
  private:
   ObserverOptions options_;
   int pass_ = 0;
   bool seen_ = false;
-  double min_ = 0, max_ = 0, absmax_ = 0;
+  torch::Tensor min_, max_;  // [units] fp64, on the observed tensor's device until reduced
+  double absmax_ = 0;        // one unit: the reduced max |x|, the histogram's range
   std::vector<double> histogram_;  // pass 1: counts of |x| in 2048 bins over [0, absmax_]
 };
 

@@ -1,4 +1,4 @@
-// Dispatch of the PTQ methods, with activation quantization bypassed meanwhile.
+// Dispatch of the PTQ methods, with activation and KV-cache quantization bypassed meanwhile.
 #include "quant/ptq.h"
 
 #include "common/error.h"
@@ -12,8 +12,10 @@ namespace qtrain::quant {
 void run_ptq(model::CausalLMImpl& model, const config::PtqSection& options, const std::function<void()>& run_batches,
              const HoldLayer& hold) {
   if (options.method == config::PtqMethod::rtn) return;
-  auto layers = fake_quant_layers(model);
-  for (auto& [name, layer] : layers) layer->set_activation_bypass(true);
+  // Activations (linear inputs, the KV cache) pass unquantized while the methods measure
+  // them: their static scales are calibrated afterwards, on the changed weights.
+  const auto activations = activation_quantizers(model);
+  for (auto* q : activations) q->set_bypass(true);
   switch (options.method) {
     case config::PtqMethod::rtn: break;
     case config::PtqMethod::gptq: {
@@ -27,7 +29,7 @@ void run_ptq(model::CausalLMImpl& model, const config::PtqSection& options, cons
     case config::PtqMethod::smoothquant: run_smoothquant(model, options.smoothquant_alpha, run_batches, hold); break;
     case config::PtqMethod::awq: run_awq(model, options.awq_grid, run_batches, hold); break;
   }
-  for (auto& [name, layer] : layers) layer->set_activation_bypass(false);
+  for (auto* q : activations) q->set_bypass(false);
 }
 
 }  // namespace qtrain::quant

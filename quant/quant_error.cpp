@@ -9,7 +9,7 @@ LayerQuantError weight_quant_error(const std::string& name, FakeQuantLinear& lay
   torch::NoGradGuard no_grad;
   auto w = weight.detach().to(torch::kFloat32);
   if (layer.kept_inputs().defined()) w = w.index_select(1, layer.kept_inputs().to(w.device()));
-  const auto q = fake_quantize(w, layer.weight_qparams(w), *layer.scheme().weights);
+  const auto q = fake_quantize(w, layer.weights().qparams(w), *layer.scheme().weights);
   const double norm = w.norm().item<double>();
   return {name, layer.scheme().name, norm > 0 ? (w - q).norm().item<double>() / norm : 0.0};
 }

@@ -100,27 +100,42 @@ std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& m
   return out;
 }
 
+std::vector<TensorQuantizer*> activation_quantizers(model::CausalLMImpl& model) {
+  std::vector<TensorQuantizer*> out;
+  for (auto& [name, layer] : fake_quant_layers(model)) out.push_back(&layer->inputs());
+  for (auto* kv : kv_cache_quantizers(model)) {
+    out.push_back(&kv->keys());
+    out.push_back(&kv->values());
+  }
+  return out;
+}
+
 void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches) {
-  auto layers = fake_quant_layers(model);
-  auto kv = kv_cache_quantizers(model);
-  int passes = kv.empty() ? 0 : 1;
-  for (auto& [name, layer] : layers)
-    if (layer->needs_calibration()) passes = std::max(passes, layer->calibration_passes());
+  // Every observed quantizer, in the same order on every rank (linears by name, then the KV
+  // cache by layer), with what freezes it: a linear's freeze also bumps its scale_version.
+  std::vector<std::pair<TensorQuantizer*, std::function<void()>>> observed;
+  for (auto& [name, layer] : fake_quant_layers(model))
+    if (layer->inputs().needs_calibration()) observed.emplace_back(&layer->inputs(), [layer = layer] { layer->freeze(); });
+  for (auto* kv : kv_cache_quantizers(model))
+    for (auto* q : {&kv->keys(), &kv->values()})
+      if (q->needs_calibration()) observed.emplace_back(q, [q] { q->freeze(); });
+  int passes = 0;
+  for (const auto& [q, freeze] : observed) passes = std::max(passes, q->calibration_passes());
   for (int pass = 0; pass < passes; ++pass) {
-    if (pass == 0)
-      for (auto* q : kv) q->begin_observing();
-    for (auto& [name, layer] : layers)
-      if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->begin_pass(pass);
+    for (auto& [q, freeze] : observed)
+      if (pass < q->calibration_passes()) q->begin_pass(pass);
     {
       torch::NoGradGuard no_grad;
       run_batches();
     }
-    for (auto& [name, layer] : layers)  // std::map: the same order on every rank
-      if (layer->needs_calibration() && pass < layer->calibration_passes()) layer->end_pass();
-    if (pass == 0)
-      for (auto* q : kv) q->freeze();  // layer order: the same on every rank
+    // A quantizer freezes after its last pass, so that later passes see it quantized, as
+    // inference will.
+    for (auto& [q, freeze] : observed)
+      if (pass < q->calibration_passes()) {
+        q->end_pass();
+        if (pass == q->calibration_passes() - 1) freeze();
+      }
   }
-  for (auto& [name, layer] : layers) layer->freeze();
 }
 
 }  // namespace qtrain::quant

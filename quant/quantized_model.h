@@ -36,6 +36,10 @@ void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, S
 // The fake-quantized linears of a model, by module name.
 std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model);
 
+// The quantizers of activations: every fake-quantized linear's input (by name), then the KV
+// cache's keys and values (by layer); the same order on every rank.
+std::vector<TensorQuantizer*> activation_quantizers(model::CausalLMImpl& model);
+
 // Calibrates every static activation scale (and the KV-cache scales of kv_cache_quant.h):
 // for each observer pass, `run_batches()` must
 // push the calibration data through the model (no grad); statistics are reduced over all

@@ -57,25 +57,27 @@ std::vector<ChannelStatistics> collect_channel_statistics(std::vector<SmoothingP
                                                           int64_t sample_rows) {
   std::vector<ChannelStatistics> stats(pairs.size());
   std::vector<double> rows(pairs.size(), 0.0);
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    const auto channels = pairs[i].consumers.front()->weight.size(1);
-    const auto options = pairs[i].consumers.front()->weight.options().dtype(torch::kFloat32);
-    stats[i] = {torch::zeros({channels}, options), torch::zeros({channels}, options), torch::Tensor()};
-    pairs[i].quantizers.front()->set_input_hook([&, i](const torch::Tensor& x) {
-      auto x2 = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat32);
-      stats[i].absmax = torch::maximum(stats[i].absmax, std::get<0>(x2.abs().max(0)));
-      stats[i].absmean.add_(x2.abs().sum(0));
-      rows[i] += static_cast<double>(x2.size(0));
-      const auto have = stats[i].sample.defined() ? stats[i].sample.size(0) : 0;
-      if (have < sample_rows) {
-        auto take = x2.narrow(0, 0, std::min<int64_t>(sample_rows - have, x2.size(0)));
-        stats[i].sample = have ? torch::cat({stats[i].sample, take}) : take.clone();
-      }
-    });
+  {  // the watch ends before the reductions
+    model::ObserveInputs observe;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const auto channels = pairs[i].consumers.front()->weight.size(1);
+      const auto options = pairs[i].consumers.front()->weight.options().dtype(torch::kFloat32);
+      stats[i] = {torch::zeros({channels}, options), torch::zeros({channels}, options), torch::Tensor()};
+      observe.watch(*pairs[i].consumers.front(), [&, i](const torch::Tensor& x) {
+        auto x2 = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat32);
+        stats[i].absmax = torch::maximum(stats[i].absmax, std::get<0>(x2.abs().max(0)));
+        stats[i].absmean.add_(x2.abs().sum(0));
+        rows[i] += static_cast<double>(x2.size(0));
+        const auto have = stats[i].sample.defined() ? stats[i].sample.size(0) : 0;
+        if (have < sample_rows) {
+          auto take = x2.narrow(0, 0, std::min<int64_t>(sample_rows - have, x2.size(0)));
+          stats[i].sample = have ? torch::cat({stats[i].sample, take}) : take.clone();
+        }
+      });
+    }
+    run_batches();
   }
-  run_batches();
   for (size_t i = 0; i < pairs.size(); ++i) {
-    pairs[i].quantizers.front()->set_input_hook(nullptr);
     auto absmax = stats[i].absmax.to(torch::kCPU, torch::kFloat64).contiguous();
     auto absmean = stats[i].absmean.to(torch::kCPU, torch::kFloat64).contiguous();
     dist::allreduce_max(absmax.data_ptr<double>(), static_cast<int>(absmax.numel()));

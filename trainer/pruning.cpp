@@ -242,10 +242,11 @@ void carry_kv_cache_quantization(model::CausalLMImpl& student, const prune::Stru
   for (size_t i = 0; i < kv.size(); ++i) {
     const auto kept = masks.layer(static_cast<int64_t>(i)).kv_groups.nonzero().reshape({-1});
     // int8 keys have a scale per kv head and channel; FP8 scales are per tensor.
-    targets[i]->key_scale.copy_(kv[i]->kind() == config::KvCache::int8 ? kv[i]->key_scale.index_select(0, kept.to(kv[i]->key_scale.device()))
-                                                        : kv[i]->key_scale);
-    targets[i]->value_scale.copy_(kv[i]->value_scale);
-    targets[i]->frozen.copy_(kv[i]->frozen);
+    const bool per_head = kv[i]->kind() == config::KvCache::int8;
+    targets[i]->keys().copy_state(kv[i]->keys(), [&](const torch::Tensor& scale) {
+      return per_head ? scale.index_select(0, kept.to(scale.device())) : scale;
+    });
+    targets[i]->values().copy_state(kv[i]->values());
   }
 }
 

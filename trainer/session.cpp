@@ -59,10 +59,11 @@ void stream_values(ModelSkeleton& source, model::CausalLMImpl& model, FlatParame
     if (it == quantized.end() || !it->second->scheme().weights) return;
     auto& layer = *it->second;
     const auto qp = layer.initial_weight_qparams(value.to(flat.device(), torch::kFloat32));
-    layer.weight_scale.copy_(qp.scale);
-    layer.weight_zero_point.copy_(qp.zero_point);
-    const auto learned = flat_name.find(layer.weight_scale.unsafeGetTensorImpl());
-    if (learned != flat_name.end()) flat.fill(learned->second, layer.weight_scale);
+    auto& weights = layer.weights();
+    weights.scale.copy_(qp.scale);
+    weights.zero_point.copy_(qp.zero_point);
+    const auto learned = flat_name.find(weights.scale.unsafeGetTensorImpl());
+    if (learned != flat_name.end()) flat.fill(learned->second, weights.scale);
   });
   source.for_each_value = nullptr;
 }

@@ -60,7 +60,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, KvCacheParity,
 std::vector<int64_t> positions_per_step(CausalLMImpl& model, int64_t prompt, int64_t steps) {
   int64_t seen = 0;
   auto& q_proj = *model.model->layers[0]->as<DecoderLayerImpl>()->self_attn->q_proj;
-  q_proj.set_input_observer([&seen](const torch::Tensor& x) { seen += x.size(0) * x.size(1); });
+  ObserveInputs observe;
+  observe.watch(q_proj, [&seen](const torch::Tensor& x) { seen += x.size(0) * x.size(1); });
   auto cache = model.make_kv_cache(prompt + steps);
   model.forward(random_ids(1, prompt, 5), cache);
   std::vector<int64_t> per_step;
@@ -69,7 +70,6 @@ std::vector<int64_t> positions_per_step(CausalLMImpl& model, int64_t prompt, int
     model.forward(torch::full({1, 1}, 7, torch::kInt64), cache);
     per_step.push_back(seen);
   }
-  q_proj.set_input_observer({});
   return per_step;
 }
 

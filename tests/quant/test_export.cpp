@@ -158,13 +158,13 @@ TEST(Export, ScalesAreStoredInTheDtypeTheSimulationRoundedThemThrough) {
       const auto& weight = modules[name]->as<model::LinearImpl>()->weight;
       const auto scale = exported.tensor(name + ".weight_scale");
       EXPECT_EQ(scale.scalar_type(), scale_dtype) << name;
-      const auto simulated = layer->weight_qparams(weight).scale.reshape({weight.size(0), -1});
+      const auto simulated = layer->weights().qparams(weight).scale.reshape({weight.size(0), -1});
       EXPECT_TRUE(scale.to(torch::kFloat32).equal(simulated)) << name;
       if (!exported.contains(name + ".input_scale")) continue;
       ++inputs;
       const auto input = exported.tensor(name + ".input_scale");
       EXPECT_EQ(input.scalar_type(), scale_dtype) << name;
-      EXPECT_TRUE(input.to(torch::kFloat32).equal(layer->input_qparams().scale.reshape({1}))) << name;
+      EXPECT_TRUE(input.to(torch::kFloat32).equal(layer->inputs().stored().scale.reshape({1}))) << name;
     }
     EXPECT_EQ(inputs, 8);  // q, k, v, o of 2 layers
     EXPECT_EQ(exported.tensor("model.norm.weight").scalar_type(), torch::kBFloat16);
@@ -224,14 +224,19 @@ TEST(Export, MixedSchemesLayoutAndConfig) {
 }
 
 TEST(Export, ObserversGiveNestedRanges) {
-  // minmax >= percentile-clipped >= ... all positive, and a model evaluates under each.
+  // The clipping observers keep at most the min-max range, and the running average of the
+  // batches' ranges (one rank: the last batches weigh most) is within it; each evaluates.
+  std::map<std::string, double> scale;
   for (const auto* kind : {"minmax", "ema", "percentile", "mse"}) {
     auto m = quantized_fixture({"re:.*self_attn\\..*=w8a8"}, kind);
     const auto layers = fake_quant_layers(*m);
-    const auto scale = layers.at("model.layers.0.self_attn.q_proj")->input_scale.item<double>();
-    EXPECT_GT(scale, 0) << kind;
+    scale[kind] = layers.at("model.layers.0.self_attn.q_proj")->inputs().stored().scale.item<double>();
+    EXPECT_GT(scale[kind], 0) << kind;
     EXPECT_TRUE(std::isfinite(perplexity(*m).perplexity)) << kind;
   }
+  EXPECT_LE(scale["ema"], scale["minmax"]);
+  EXPECT_LT(scale["percentile"], scale["minmax"]);
+  EXPECT_LT(scale["mse"], scale["minmax"]);
 }
 
 TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
@@ -242,12 +247,12 @@ TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
   calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
   const auto kv = kv_cache_quantizers(*m);
   ASSERT_EQ(kv.size(), 2u);
-  EXPECT_TRUE(kv[0]->frozen.item<bool>());
+  EXPECT_TRUE(kv[0]->frozen());
   const auto dir = testing::scratch_dir() / "kv";
   export_compressed_tensors(*m, dir.string(), {torch::kBFloat16, ""});
   const auto ck = model::HFCheckpoint::open(dir.string());
   EXPECT_EQ(ck.tensor("model.layers.1.self_attn.k_scale").sizes(), (std::vector<int64_t>{1}));
-  EXPECT_FLOAT_EQ(ck.tensor("model.layers.1.self_attn.v_scale").item<float>(), kv[1]->value_scale.item<float>());
+  EXPECT_FLOAT_EQ(ck.tensor("model.layers.1.self_attn.v_scale").item<float>(), kv[1]->values().scale.item<float>());
   std::ifstream in(dir / "config.json");
   const auto qc = nlohmann::json::parse(in)["quantization_config"];
   EXPECT_EQ(qc["kv_cache_scheme"]["type"], "float");
@@ -260,12 +265,13 @@ TEST(Export, Fp8KvCacheIsExportedAndEvaluated) {
 
 TEST(Export, Int8KvCacheQuantizesKeysPerChannelAndValuesPerToken) {
   auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
+  const auto base = perplexity(*m).perplexity;  // float keys and values
   attach_kv_cache_quant(*m, config::KvCache::int8);
+  EXPECT_THROW(perplexity(*m), c10::Error);  // static key scales are used only once calibrated
   auto tokens = data::TokenFile::open(testing::fixture("tokens.h5").string());
-  const auto base = perplexity(*m).perplexity;
   calibrate_activations(*m, [&] { m->forward(tokens.read(0, 4 * 64).view({4, 64})); });
   const auto kv = kv_cache_quantizers(*m);
-  EXPECT_EQ(kv[0]->key_scale.sizes(), (std::vector<int64_t>{2, 16}));  // kv heads x head_dim
+  EXPECT_EQ(kv[0]->keys().scale.sizes(), (std::vector<int64_t>{2, 16}));  // kv heads x head_dim
   const auto quantized = perplexity(*m).perplexity;
   EXPECT_NE(quantized, base);
   EXPECT_NEAR(quantized, base, 0.02 * base);  // int8 KV costs little
