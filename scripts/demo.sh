@@ -38,11 +38,19 @@ progress=lines
 [ -t 2 ] && progress=bar
 
 demo=.cache/demo
-stage() { printf '\n== demo: %s\n' "$*"; }
+# Each stage's wall time, printed as it ends and together at the end (SECONDS: bash's clock).
+times=() last=0  # SECONDS counts from the start of the script
+stage() {
+  [ ${#times[@]} -gt 0 ] || times+=("install and build $((SECONDS - last)) s")
+  printf '\n== demo: %s\n' "$*"
+  last=$SECONDS
+}
+stage_done() { times+=("$1 $((SECONDS - last)) s"); echo "demo: $1 took $((SECONDS - last)) s"; }
 
 stage "1/3 data: demo corpus -> $demo/train.h5, $demo/val.h5"
 scripts/prepare-demo-data.sh "$build"
 
+stage_done data
 stage "2/3 teacher: train a small Llama from scratch (configs/demo_teacher.yaml) -> $demo/teacher"
 if [ -f "$demo/teacher/model.safetensors" ]; then
   echo "demo: $demo/teacher exists; not trained again (delete it, and $demo/teacher-run, to retrain)"
@@ -63,9 +71,12 @@ fi
 "$build/qeval" --model "$demo/teacher" --data "$demo/val.h5" --seq-len 256 --batch-size 16 --max-windows 64 \
   | sed 's/^/demo: teacher /'
 
+stage_done teacher
 stage "3/3 student: distil a smaller student from the teacher (configs/demo.yaml, embedded in qtrain)"
 "${qtrain[@]}" --set logging.progress="$progress" "$@"
-echo "demo: done; metrics in runs/demo/metrics.jsonl, TensorBoard: tensorboard --logdir runs/demo/tensorboard"
+stage_done student
+echo "demo: done in $((SECONDS / 60)) min $((SECONDS % 60)) s ($(IFS=,; echo "${times[*]}" | sed 's/,/, /g'))"
+echo "demo: metrics in runs/demo/metrics.jsonl, TensorBoard: tensorboard --logdir runs/demo/tensorboard"
 # The report last (docs/report.md): qtrain printed its results table above; headless Chromium
 # renders the page, as a reader's browser would, into a screenshot beside it.
 report="$(pwd)/runs/demo/report.html"
