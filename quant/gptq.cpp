@@ -2,7 +2,6 @@
 #include "quant/gptq.h"
 
 #include <map>
-#include <optional>
 #include <regex>
 
 #include "common/dist.h"
@@ -106,20 +105,21 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
   for (const auto& [index, names] : by_layer) {
     std::map<std::string, torch::Tensor> hessians;
     std::map<std::string, int64_t> counts;
-    std::optional<model::ObserveInputs> observe(std::in_place);
-    for (const auto& name : names) {
-      auto* linear = modules[name]->as<model::LinearImpl>();
-      hessians[name] = torch::zeros({linear->weight.size(1), linear->weight.size(1)},
-                                    linear->weight.options().dtype(torch::kFloat32));
-      counts[name] = 0;
-      observe->watch(*linear, [&, name](const torch::Tensor& x) {
-        auto x2 = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat32);
-        hessians[name].addmm_(x2.t(), x2);
-        counts[name] += x2.size(0);
-      });
+    {  // the watch ends before the layer is quantized
+      model::ObserveInputs observe;
+      for (const auto& name : names) {
+        auto* linear = modules[name]->as<model::LinearImpl>();
+        hessians[name] = torch::zeros({linear->weight.size(1), linear->weight.size(1)},
+                                      linear->weight.options().dtype(torch::kFloat32));
+        counts[name] = 0;
+        observe.watch(*linear, [&, name](const torch::Tensor& x) {
+          auto x2 = x.detach().reshape({-1, x.size(-1)}).to(torch::kFloat32);
+          hessians[name].addmm_(x2.t(), x2);
+          counts[name] += x2.size(0);
+        });
+      }
+      run_batches();
     }
-    run_batches();
-    observe.reset();
     const auto held = hold ? hold(index == INT64_MAX ? -1 : static_cast<int>(index)) : nullptr;
     for (const auto& name : names) {
       auto& H = hessians[name];

@@ -42,7 +42,6 @@ class Observer {
   // The calibrated range per unit, lo and hi as [units, 1] fp32 on the host, for `args`
   // (after the last pass and the reduction).
   std::pair<torch::Tensor, torch::Tensor> range(const QuantArgs& args) const;
-  bool empty() const { return !seen_; }
 
  private:
   ObserverOptions options_;
