@@ -42,7 +42,7 @@ int quantize_command(int argc, char** argv) {
   po::options_description desc("qtrain quantize: PTQ of a Hugging Face checkpoint to a compressed-tensors folder\nOptions");
   desc.add_options()
       ("model", po::value(&j.model)->required(), "Hugging Face checkpoint folder")
-      ("scheme", po::value(&j.scheme)->default_value(j.scheme), "scheme for every linear but lm_head: w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic")
+      ("scheme", po::value(&j.scheme)->default_value(j.scheme), "scheme for every linear but lm_head: w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, mxfp4a16, mxfp4, w4afp8")
       ("rule", po::value(&j.rules)->composing(), "PATTERN=SCHEME, repeatable, first match wins (replaces --scheme)")
       ("calib", po::value(&j.calibration)->required(), "HDF5 token file with calibration text")
       ("output", po::value(&j.output)->required(), "folder to write")

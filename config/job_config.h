@@ -183,13 +183,13 @@ struct QuantSection {
 
   template <class V>
   void visit(V& v) {
-    v.field("rules", rules, "Schemes by module name, first match wins: [\"lm_head=none\", \"re:.*mlp\\\\..*=w4a16-g128\", \"re:.*self_attn\\\\..*=w8a8\"]; schemes: none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic");
+    v.field("rules", rules, "Schemes by module name, first match wins: [\"lm_head=none\", \"re:.*mlp\\\\..*=w4a16-g128\", \"re:.*self_attn\\\\..*=w8a8\"]; schemes: none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, mxfp4a16, mxfp4, w4afp8");
     ptq.visit(v);
     v.field("observer", observer, "Activation range observer for static input scales");
     v.field("percentile", percentile, "Percentile of |x| kept by the percentile observer", Range{50, 100});
     v.field("ema_decay", ema_decay, "Decay of the ema observer", Range{0, 1});
     v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) that calibrate activation scales and PTQ", at_least(1));
-    v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int weights) instead of following min-max");
+    v.field("learnable_scales", learnable_scales, "Learn weight scales with LSQ (symmetric int, FP8 and NVFP4 weights; not MXFP4 or w4afp8) instead of following min-max");
     v.field("scale_dtype", scale_dtype, "dtype the exported scales are stored in; simulated scales are rounded through it");
     v.field("export_dtype", export_dtype, "dtype of the export's unquantized tensors (embeddings, norms, an unquantized lm_head, biases); scales keep scale_dtype");
     v.field("export_at_end", export_at_end, "Export the compressed-tensors checkpoint to run.output_dir/export after the last step, and evaluate it");

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "model/hf_checkpoint.h"
 #include "quant/compressed_tensors.h"
+#include "quant/fp4.h"
 #include "quant/fp8.h"
 #include "quant/kv_cache_quant.h"
 #include "quant/model_state.h"
@@ -27,18 +28,38 @@ using nlohmann::json;
 namespace {
 
 json args_json(const QuantArgs& a) {
-  json j = {{"num_bits", a.num_bits}, {"type", a.type},       {"symmetric", a.symmetric},
-            {"strategy", to_string(a.strategy)}, {"dynamic", a.dynamic}, {"block_structure", nullptr},
-            {"actorder", nullptr},      {"observer", a.dynamic ? json(nullptr) : json("minmax")},
-            {"observer_kwargs", json::object()}};
-  j["group_size"] = a.strategy == Strategy::group ? json(a.group_size) : json(nullptr);
+  const bool grouped = a.strategy == Strategy::group || a.strategy == Strategy::tensor_group;
+  json j = {{"num_bits", a.num_bits},
+            {"type", a.type},
+            {"symmetric", a.symmetric},
+            {"strategy", to_string(a.strategy)},
+            {"dynamic", a.local ? json("local") : json(a.dynamic)},
+            {"group_size", grouped ? json(a.group_size) : json(nullptr)},
+            {"block_structure", a.strategy == Strategy::block ? json({a.block_rows, a.block_cols}) : json(nullptr)},
+            {"actorder", nullptr},
+            {"observer", a.dynamic ? json(nullptr) : json(a.local ? "static_minmax" : "minmax")},
+            {"observer_kwargs", json::object()},
+            {"zp_dtype", nullptr}};
+  // The scale formats compressed-tensors names (its NVFP4 and MXFP4 presets); null: the
+  // scale is stored in the checkpoint's dtype.
+  j["scale_dtype"] = a.has_global_scale() ? json("torch.float8_e4m3fn")
+                     : a.has_power_of_two_scales() ? json("torch.uint8")
+                                                   : json(nullptr);
   return j;
 }
 
 const char* format_of(const Scheme& s) {
+  if (s.weights && s.weights->has_global_scale()) return ct::kNvfp4PackQuantized;
+  if (s.weights && s.weights->has_power_of_two_scales()) return ct::kMxfp4PackQuantized;
   if (s.weights && s.weights->is_float()) return ct::kFloatQuantized;
-  if (s.input_activations) return ct::kIntQuantized;
+  // Int weights under FP8 activations (w4afp8) stay packed: vLLM's W4A8-FP8 reads weight_packed.
+  if (s.input_activations && !s.input_activations->is_float()) return ct::kIntQuantized;
   return ct::kPackQuantized;
+}
+
+// MXFP4's stored E8M0 exponents of power-of-two scales 2^(e - 127) (fp32, exact).
+torch::Tensor e8m0_exponents(const torch::Tensor& scale) {
+  return (torch::log2(scale.to(torch::kFloat64)) + 127).round().clamp(0, 255).to(torch::kUInt8);
 }
 
 // The compressed tensors of one linear, "X.<suffix>" -> tensor, plus raw-dtype tags.
@@ -51,10 +72,28 @@ void compress_linear(const std::string& prefix, const torch::Tensor& weight, con
   const auto w = weight.detach().to(torch::kFloat32);
   const auto out_features = w.size(0), in_features = w.size(1);
   const auto qp = layer.weights().qparams(w);
-  const auto q = quantize(unit_view(w, args), {qp.scale.detach(), qp.zero_point}, args).reshape({out_features, in_features});
-  const auto scale = qp.scale.detach().reshape({out_features, -1});
-  const auto zero_point = qp.zero_point.reshape({out_features, -1});
+  const auto q = from_unit_view(quantize(unit_view(w, args), {qp.scale.detach(), qp.zero_point, qp.global_scale}, args),
+                                w.sizes(), args);
+  // Block scales as the [row blocks, column blocks] matrix; the others one row per output.
+  const auto scale_rows = args.strategy == Strategy::block ? (out_features + args.block_rows - 1) / args.block_rows : out_features;
+  const auto scale = qp.scale.detach().reshape({scale_rows, -1});
+  const auto zero_point = qp.zero_point.reshape({scale_rows, -1});
   const std::string format = format_of(scheme);
+  if (format == ct::kNvfp4PackQuantized || format == ct::kMxfp4PackQuantized) {
+    out.emplace_back(prefix + ct::kWeightPacked, pack_fp4(encode_fp4_e2m1(q)));
+    const auto scale_name = prefix + ct::kWeightScale;
+    if (format == ct::kMxfp4PackQuantized) {
+      out.emplace_back(scale_name, e8m0_exponents(scale));
+    } else {
+      out.emplace_back(scale_name, encode_fp8_e4m3(scale));
+      raw_dtypes[scale_name] = "F8_E4M3";
+      out.emplace_back(prefix + ct::kWeightGlobalScale, qp.global_scale.detach().reshape({1}).to(torch::kFloat32));
+    }
+    if (scheme.input_activations && scheme.input_activations->local)
+      out.emplace_back(prefix + ct::kInputGlobalScale, layer.inputs().global_scale.detach().reshape({1}).to(torch::kFloat32));
+    if (bias.defined()) out.emplace_back(prefix + "bias", bias.detach().to(dtype));
+    return;
+  }
   if (format == ct::kPackQuantized) {
     out.emplace_back(prefix + ct::kWeightPacked, pack_to_int32(q, args.num_bits));
     out.emplace_back(prefix + ct::kWeightShape, torch::tensor({out_features, in_features}, torch::kInt64));

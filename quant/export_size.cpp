@@ -62,6 +62,8 @@ FolderSize folder_size(const std::string& dir) {
         size.quantized_weights += shape.prod().item<int64_t>();
       } else if (suffix == std::string(".") + ct::kWeight) {
         size.quantized_weights += elements;
+      } else if (suffix == std::string(".") + ct::kWeightPacked && std::string(entry.dtype->name) == "U8") {
+        size.quantized_weights += 2 * elements;  // FP4 (NVFP4, MXFP4): two codes per byte, no weight_shape
       }
     }
   }

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "model/layers.h"
 #include "quant/observer.h"
@@ -45,6 +46,11 @@ class FakeQuantLinear : public model::LinearWrapper {
 
   // Calibration of a static input scale (quantized_model.h's calibrate_activations).
   void freeze();
+  // NVFP4: the layers that inference engines fuse with this one (`self`, the linear this
+  // layer wraps, and its q/k/v or gate/up `siblings`, raw pointers into the same model) share
+  // one global scale, from the largest absmax among them (state name weight_global_scale;
+  // input_global_scale for activations). Learned scales start again under it.
+  void share_global_scale(model::LinearImpl& self, const std::vector<model::LinearImpl*>& siblings);
   // Re-reads the flags after the state was loaded from a checkpoint.
   void refresh_from_buffers();
 

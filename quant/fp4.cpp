@@ -1,6 +1,8 @@
 // E2M1 rounding and codes, the FP4 packing, and the NVFP4 / MXFP4 scales.
 #include "quant/fp4.h"
 
+#include <limits>
+
 #include "common/error.h"
 #include "quant/quant_math.h"
 
@@ -50,7 +52,10 @@ torch::Tensor nvfp4_global_scale(const torch::Tensor& tensor_absmax) {
   // As compressed-tensors evaluates `448 * 6 / absmax`: a Python number over a tensor is the
   // tensor's reciprocal times the number (Tensor.__rtruediv__), which differs from a division
   // in the last bit for about a quarter of the values.
-  return (tensor_absmax.to(torch::kFloat32).reciprocal() * (kFp8E4M3Max * kFp4E2M1Max)).reshape({1});
+  // A tensor of zeros (or of values below 2688 / FLT_MAX) would overflow to inf, and inf * 0
+  // is NaN in every group scale: the largest finite float instead, which quantizes it to zeros.
+  const auto global = tensor_absmax.to(torch::kFloat32).reciprocal() * (kFp8E4M3Max * kFp4E2M1Max);
+  return global.clamp_max(std::numeric_limits<float>::max()).reshape({1});
 }
 
 torch::Tensor nvfp4_group_scales(const torch::Tensor& group_absmax, const torch::Tensor& global_scale) {

@@ -26,7 +26,8 @@ torch::Tensor unpack_fp4(const torch::Tensor& packed);  // -> uint8 codes [rows,
 
 // NVFP4: the per-tensor global scale from the tensor's absmax, 448 * 6 / absmax in fp32 ([1],
 // evaluated as reciprocal(absmax) * 2688, bit for bit as compressed-tensors;
-// a multiplier, compressed-tensors' generate_gparam), and the E4M3 group scales from each
+// a multiplier, compressed-tensors' generate_gparam; where that overflows, for a tensor of
+// zeros, the largest finite float instead of inf), and the E4M3 group scales from each
 // group's absmax: global * absmax / 6, clamped to 448 and rounded onto the E4M3 grid, 0 -> 0.125
 // (calculate_qparams). Both fp32. A group's effective scale is group_scale / global_scale.
 torch::Tensor nvfp4_global_scale(const torch::Tensor& tensor_absmax);

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "quant/quant_math.h"
+
 namespace qtrain::quant {
 
 torch::Tensor encode_fp8_e4m3(const torch::Tensor& grid_values) {
@@ -28,6 +30,17 @@ torch::Tensor decode_fp8_e4m3(const torch::Tensor& codes) {
   auto normal = (1.0 + mantissa / 8.0) * torch::pow(2.0, exponent_field - 7);
   auto subnormal = mantissa * std::ldexp(1.0, -9);
   return (sign * torch::where(exponent_field > 0, normal, subnormal)).to(torch::kFloat32);
+}
+
+torch::Tensor w4a8_fp8_engine_scales(const torch::Tensor& group_scales) {
+  const auto s = group_scales.to(torch::kFloat32);
+  // QuantFP8 per token (input_quant_fp8.py forward_native): the row's absmax over 448,
+  // clamped below, applied as a multiplication by its reciprocal, saturated, cast to E4M3.
+  const auto row_scale = (std::get<0>(s.abs().max(/*dim=*/-1, /*keepdim=*/true)) / kFp8E4M3Max)
+                             .clamp_min(1.0 / (kFp8E4M3Max * 512.0));
+  const auto first = round_to_fp8_e4m3((s * row_scale.reciprocal()).clamp(-kFp8E4M3Max, kFp8E4M3Max));
+  const auto group = round_to_fp8_e4m3(first / 8.0);  // headroom: int4 x scale stays inside FP8
+  return group * (row_scale * 8.0);
 }
 
 }  // namespace qtrain::quant

@@ -20,33 +20,54 @@ void allreduce_host(torch::Tensor& t) {
   t.copy_(host);
 }
 
-QParams column_qparams(const torch::Tensor& columns, const QuantArgs& args, torch::ScalarType scale_dtype) {
+// The scales of one group of columns, one per row: FP4 keeps its (tensor_)group args over
+// exactly one group's columns; the others take each row's min-max.
+QParams column_qparams(const torch::Tensor& columns, const QuantArgs& args, torch::ScalarType scale_dtype,
+                       const torch::Tensor& global_scale) {
   QuantArgs per_row = args;
-  per_row.strategy = Strategy::channel;
-  return compute_qparams(columns, per_row, scale_dtype);  // [out, 1]
+  if (!args.is_fp4()) per_row.strategy = Strategy::channel;
+  return compute_qparams(columns, per_row, scale_dtype, global_scale);  // [out, 1]
+}
+
+// Static scales of the whole weight as [rows, column groups]: a block's scale repeated over
+// its rows.
+QParams static_qparams(const torch::Tensor& W, const QuantArgs& args, torch::ScalarType scale_dtype,
+                       const torch::Tensor& global_scale, int64_t groups) {
+  auto qp = compute_qparams(W, args, scale_dtype, global_scale);
+  const auto rows = W.size(0);
+  const auto per_row = [&](const torch::Tensor& t) {
+    if (!t.defined()) return t;
+    if (args.strategy != Strategy::block) return t.numel() == 1 ? t.reshape({1, 1}).expand({rows, groups}) : t.reshape({rows, groups});
+    return t.reshape({-1, groups}).repeat_interleave(args.block_rows, 0).narrow(0, 0, rows);
+  };
+  return {per_row(qp.scale), per_row(qp.zero_point), qp.global_scale, per_row(qp.dequant_scale)};
 }
 
 }  // namespace
 
 GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian, const QuantArgs& args,
-                         const GptqOptions& options, torch::ScalarType scale_dtype) {
+                         const GptqOptions& options, torch::ScalarType scale_dtype, const torch::Tensor& global_scale) {
   torch::NoGradGuard no_grad;
+  QT_REQUIRE(!args.has_global_scale() || global_scale.defined(), "GPTQ on NVFP4 needs the global scale");
   auto W = weight.detach().to(torch::kFloat32).clone();
   auto H = hessian.detach().to(torch::kFloat32).clone();
   const int64_t rows = W.size(0), cols = W.size(1);
-  const bool grouped = args.strategy == Strategy::group;
-  const int64_t group = grouped ? args.group_size : cols;
-  const int64_t groups = cols / group;
+  const bool blocks = args.strategy == Strategy::block;
+  const bool grouped = args.strategy == Strategy::group || args.strategy == Strategy::tensor_group || blocks;
+  const int64_t group = blocks ? args.block_cols : grouped ? args.group_size : cols;
+  const int64_t groups = (cols + group - 1) / group;
   auto dead = H.diagonal() == 0;
   H.diagonal().masked_fill_(dead, 1.0);
   W.masked_fill_(dead.unsqueeze(0), 0.0);
   // Scales: per row from the original weight, or per group.
   torch::Tensor scales = torch::zeros({rows, groups}, W.options()), zeros = torch::zeros({rows, groups}, W.options());
-  const bool static_groups = !grouped || options.act_order;
+  torch::Tensor dequant_scales;  // w4afp8: the engine's
+  const bool static_groups = !grouped || options.act_order || blocks || args.fp8_group_scales;
   if (static_groups) {
-    auto qp = compute_qparams(W, args, scale_dtype);
-    scales.copy_(qp.scale.reshape({rows, groups}));
-    zeros.copy_(qp.zero_point.reshape({rows, groups}));
+    auto qp = static_qparams(W, args, scale_dtype, global_scale, groups);
+    scales.copy_(qp.scale);
+    zeros.copy_(qp.zero_point);
+    dequant_scales = qp.dequant_scale;
   }
   auto perm = options.act_order ? torch::argsort(H.diagonal(), /*dim=*/0, /*descending=*/true)
                                 : torch::arange(cols, torch::TensorOptions().dtype(torch::kInt64).device(W.device()));
@@ -69,14 +90,18 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
     for (int64_t i = 0; i < count; ++i) {
       const int64_t g = order[i1 + i] / group;
       if (!static_groups && (i1 + i) % group == 0) {
-        auto qp = column_qparams(W1.narrow(1, i, group), args, scale_dtype);
+        auto qp = column_qparams(W1.narrow(1, i, group), args, scale_dtype, global_scale);
         scales.narrow(1, g, 1).copy_(qp.scale);
         zeros.narrow(1, g, 1).copy_(qp.zero_point);
       }
-      const QParams qp{scales.narrow(1, g, 1), zeros.narrow(1, g, 1)};
+      const QParams qp{scales.narrow(1, g, 1), zeros.narrow(1, g, 1), global_scale,
+                       dequant_scales.defined() ? dequant_scales.narrow(1, g, 1) : torch::Tensor()};
       auto w = W1.narrow(1, i, 1);
-      auto q = dequantize(quantize(w, qp, args), qp);
-      Q1.narrow(1, i, 1).copy_(q);
+      const auto grid = quantize(w, qp, args);
+      auto q = dequantize(grid, qp);  // what the engine computes with: the error to spread
+      // Kept on the grid of the quantizing scale, from which fake quantization finds the
+      // same grid values again (w4afp8 dequantizes with other, re-encoded scales).
+      Q1.narrow(1, i, 1).copy_(qp.dequant_scale.defined() ? dequantize(grid, {qp.scale, qp.zero_point, qp.global_scale}) : q);
       auto err = (w - q) / Hinv1[i][i];
       W1.narrow(1, i, count - i).sub_(err.matmul(Hinv1.narrow(0, i, 1).narrow(1, i, count - i)));
       Err1.narrow(1, i, 1).copy_(err);
@@ -86,8 +111,12 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   }
   GptqResult r;
   r.weight = Q.index_select(1, torch::argsort(perm)).to(weight.scalar_type());
-  r.qparams = {scales.reshape({-1, 1}), zeros.reshape({-1, 1})};
+  r.qparams = {scales.reshape({-1, 1}), zeros.reshape({-1, 1}), global_scale};
   if (args.strategy == Strategy::tensor) r.qparams = {scales.narrow(0, 0, 1).reshape({1, 1}), zeros.narrow(0, 0, 1).reshape({1, 1})};
+  if (blocks) {  // one row per block of rows
+    const auto first_rows = torch::arange(0, rows, args.block_rows, torch::TensorOptions().dtype(torch::kInt64).device(W.device()));
+    r.qparams = {scales.index_select(0, first_rows).reshape({-1, 1}), zeros.index_select(0, first_rows).reshape({-1, 1})};
+  }
   return r;
 }
 
@@ -121,6 +150,10 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       run_batches();
     }
     const auto held = hold ? hold(index == INT64_MAX ? -1 : static_cast<int>(index)) : nullptr;
+    // NVFP4's global scales, of each fused group, before any weight of the layer changes.
+    std::map<std::string, torch::Tensor> globals;
+    for (const auto& name : names)
+      globals[name] = layers[name]->weights().global_scale_for(modules[name]->as<model::LinearImpl>()->weight);
     for (const auto& name : names) {
       auto& H = hessians[name];
       allreduce_host(H);
@@ -130,7 +163,7 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       H.mul_(2.0 / n);
       auto* linear = modules[name]->as<model::LinearImpl>();
       auto* fq = layers[name];
-      auto result = gptq_quantize(linear->weight, H, *fq->scheme().weights, options, fq->scale_dtype());
+      auto result = gptq_quantize(linear->weight, H, *fq->scheme().weights, options, fq->scale_dtype(), globals[name]);
       torch::NoGradGuard no_grad;
       linear->weight.copy_(result.weight);
       fq->weights().set(result.qparams);

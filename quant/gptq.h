@@ -5,7 +5,10 @@
 // layer's inputs, H = 2/n X^T X, dampened by a fraction of its mean diagonal. Columns are
 // processed in blocks (lazy batch updates) and, with act_order, by decreasing Hessian
 // diagonal; group scales are then fixed from the original weights ("static groups", as
-// llm-compressor's actorder=weight), otherwise taken when a group starts.
+// llm-compressor's actorder=weight), otherwise taken when a group starts. Block scales
+// (FP8 blocks) and w4afp8's engine-re-encoded group scales (whose row maximum must be known
+// before the first column) are always static; NVFP4's group scales sit under the global
+// scale fixed before the layer (its fused group's, from the weights before GPTQ changed them).
 #pragma once
 #include <functional>
 #include <memory>
@@ -23,13 +26,17 @@ struct GptqOptions {
 };
 
 struct GptqResult {
-  torch::Tensor weight;  // dequantized, in the original column order, [out, in]
+  // Dequantized, in the original column order, [out, in]; for w4afp8 with the quantizing
+  // scales (fake quantization with `qparams` then gives the engine's dequantized weight).
+  torch::Tensor weight;
   QParams qparams;       // as unit_view(weight) expects them
 };
 
 // One linear: weight [out, in], hessian [in, in] (fp32, 2/n X^T X).
+// `global_scale`: NVFP4's ([1]), required for it.
 GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessian, const QuantArgs& args,
-                         const GptqOptions& options, torch::ScalarType scale_dtype);
+                         const GptqOptions& options, torch::ScalarType scale_dtype,
+                         const torch::Tensor& global_scale = {});
 
 // The whole model, decoder layer by decoder layer: Hessians of a layer's quantized linears
 // are collected (summed over ranks) from the calibration batches with the earlier layers

@@ -4,6 +4,11 @@
 // accumulator is rescaled by input_scale x weight_scale. pack-quantized (weight-only): the
 // int4/int8 groups are unpacked and dequantized, then multiplied in the activation dtype.
 // float-quantized (FP8): inputs and weights on the E4M3 grid, product in fp32.
+// Group-wise activations (NVFP4, MXFP4, FP8 blocks' groups of 128, w4afp8's FP8 tokens):
+// the input is quantized and dequantized with its run-time group scales (NVFP4's under the
+// stored input_global_scale), the weight decoded from its codes and scales (NVFP4: E4M3 group
+// scale / global scale; MXFP4: 2^(e - 127); w4afp8: the scales vLLM's kernel re-encodes,
+// fp8.h), and the two multiplied in fp32.
 #pragma once
 #include <torch/torch.h>
 
@@ -18,10 +23,12 @@ struct IntLinearTensors {
   std::string format;                // compressed-tensors format of the layer
   QuantArgs weights;
   std::optional<QuantArgs> input_activations;
-  torch::Tensor weight_q;            // [out, in]: integer codes (int8) or FP8 grid values (fp32)
-  torch::Tensor weight_scale;        // [out, groups]
+  torch::Tensor weight_q;            // [out, in]: integer codes (int8) or FP8/FP4 grid values (fp32)
+  torch::Tensor weight_scale;        // [out, groups], or [row blocks, column blocks]; fp32 (NVFP4: E4M3 values)
   torch::Tensor weight_zero_point;   // [out, groups] or undefined
+  torch::Tensor weight_global_scale;  // NVFP4: [1], else undefined
   torch::Tensor input_scale, input_zero_point;  // [1] or undefined
+  torch::Tensor input_global_scale;  // NVFP4 W4A4: [1], else undefined
 };
 
 class IntLinear : public model::LinearWrapper {
@@ -33,6 +40,8 @@ class IntLinear : public model::LinearWrapper {
 
  private:
   torch::Tensor int8_product(const torch::Tensor& x2d);
+  bool factorized_product() const;
+  torch::Tensor dequantized_input(const torch::Tensor& x) const;
   IntLinearTensors t_;
 };
 

@@ -125,7 +125,7 @@ std::pair<torch::Tensor, torch::Tensor> Observer::range(const QuantArgs& args) c
       }
     }
   } else {
-    const double half_levels = args.is_float() ? 448.0 : (args.qmax() - args.qmin()) / 2.0;
+    const double half_levels = args.is_float() ? args.grid_max() : (args.qmax() - args.qmin()) / 2.0;
     clip = mse_optimal_clip(histogram_, absmax_, half_levels);
   }
   return {torch::full({1, 1}, -clip), torch::full({1, 1}, clip)};

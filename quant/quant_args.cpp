@@ -11,6 +11,8 @@ std::string to_string(Strategy s) {
     case Strategy::channel: return "channel";
     case Strategy::group: return "group";
     case Strategy::token: return "token";
+    case Strategy::tensor_group: return "tensor_group";
+    case Strategy::block: return "block";
   }
   return "tensor";
 }
@@ -20,20 +22,30 @@ Strategy strategy_from_string(const std::string& s) {
   if (s == "channel") return Strategy::channel;
   if (s == "group") return Strategy::group;
   if (s == "token") return Strategy::token;
-  throw Error("unknown quantization strategy '" + s + "'").expected("tensor|channel|group|token");
+  if (s == "tensor_group") return Strategy::tensor_group;
+  if (s == "block") return Strategy::block;
+  throw Error("unknown quantization strategy '" + s + "'").expected("tensor|channel|group|token|tensor_group|block");
+}
+
+double QuantArgs::grid_max() const {
+  if (!is_float()) return static_cast<double>(qmax());
+  return is_fp4() ? 6.0 : 448.0;
 }
 
 std::string QuantArgs::describe() const {
   std::string d = (is_float() ? "fp" : "int") + std::to_string(num_bits) + (symmetric ? " sym " : " asym ") +
                   to_string(strategy);
-  if (strategy == Strategy::group) d += std::to_string(group_size);
+  if (strategy == Strategy::group || strategy == Strategy::tensor_group) d += std::to_string(group_size);
+  if (strategy == Strategy::block) d += std::to_string(block_rows) + "x" + std::to_string(block_cols);
   if (dynamic) d += " dynamic";
+  if (local) d += " dynamic-local";
   return d;
 }
 
 bool QuantArgs::operator==(const QuantArgs& o) const {
   return num_bits == o.num_bits && type == o.type && symmetric == o.symmetric && strategy == o.strategy &&
-         group_size == o.group_size && dynamic == o.dynamic;
+         group_size == o.group_size && dynamic == o.dynamic && local == o.local && block_rows == o.block_rows &&
+         block_cols == o.block_cols && fp8_group_scales == o.fp8_group_scales;
 }
 
 namespace {
@@ -50,6 +62,15 @@ QuantArgs activations(const std::string& type, Strategy strategy, bool dynamic) 
   a.type = type;
   a.strategy = strategy;
   a.dynamic = dynamic;
+  return a;
+}
+// E2M1 in groups: NVFP4 (tensor_group 16, a global scale) or MXFP4 (group 32, E8M0 scales).
+QuantArgs fp4(Strategy strategy, int64_t group) {
+  QuantArgs a;
+  a.num_bits = 4;
+  a.type = "float";
+  a.strategy = strategy;
+  a.group_size = group;
   return a;
 }
 }  // namespace
@@ -87,8 +108,38 @@ Scheme preset_scheme(const std::string& name) {
                                         : activations("float", Strategy::token, true);
     return s;
   }
+  if (name == "fp8-block") {  // compressed-tensors' FP8_BLOCK
+    s.weights = activations("float", Strategy::block, false);
+    s.weights->block_rows = s.weights->block_cols = 128;
+    s.input_activations = activations("float", Strategy::group, true);
+    s.input_activations->group_size = 128;
+    return s;
+  }
+  if (name == "nvfp4a16" || name == "nvfp4") {  // compressed-tensors' NVFP4A16 / NVFP4
+    s.weights = fp4(Strategy::tensor_group, 16);
+    if (name == "nvfp4") {
+      s.input_activations = fp4(Strategy::tensor_group, 16);
+      s.input_activations->local = true;
+    }
+    return s;
+  }
+  if (name == "mxfp4a16" || name == "mxfp4") {  // compressed-tensors' MXFP4A16 / MXFP4
+    s.weights = fp4(Strategy::group, 32);
+    if (name == "mxfp4") {
+      s.input_activations = fp4(Strategy::group, 32);
+      s.input_activations->dynamic = true;
+    }
+    return s;
+  }
+  if (name == "w4afp8") {  // llm-compressor's W4AFP8, vLLM's W4A8-FP8 (Hopper)
+    s.weights = int_weights(4, Strategy::group, 128, true);
+    s.weights->fp8_group_scales = true;
+    s.input_activations = activations("float", Strategy::token, true);
+    return s;
+  }
   throw Error("unknown quantization scheme '" + name + "'")
-      .expected("none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic");
+      .expected("none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, "
+                "mxfp4a16, mxfp4, w4afp8");
 }
 
 }  // namespace qtrain::quant

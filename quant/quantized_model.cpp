@@ -50,6 +50,10 @@ std::string fused_group(const std::string& name) {
   return name;
 }
 
+FakeQuantLinear* fake_quant_layers_of(model::LinearImpl* linear) {
+  return linear && linear->wrapper() ? dynamic_cast<FakeQuantLinear*>(linear->wrapper().get()) : nullptr;
+}
+
 }  // namespace
 
 std::map<std::string, Scheme> assign_schemes(model::CausalLMImpl& model, const std::vector<QuantRule>& rules) {
@@ -88,14 +92,31 @@ void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, S
     wrapper->to(linear->weight.device());
     linear->set_wrapper("quant", wrapper);
   }
+  share_fused_global_scales(model);
+}
+
+void share_fused_global_scales(model::CausalLMImpl& model) {
+  auto modules = model.named_modules("", false);
+  std::map<std::string, std::vector<std::string>> groups;
+  for (const auto& [name, layer] : fake_quant_layers(model)) groups[fused_group(name)].push_back(name);
+  for (const auto& [group, names] : groups) {
+    if (names.size() < 2) continue;
+    for (const auto& name : names) {
+      std::vector<model::LinearImpl*> others;
+      for (const auto& other : names)
+        if (other != name) others.push_back(modules[other]->as<model::LinearImpl>());
+      auto* self = modules[name]->as<model::LinearImpl>();
+      fake_quant_layers_of(self)->share_global_scale(*self, others);
+    }
+  }
 }
 
 std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model) {
   std::map<std::string, FakeQuantLinear*> out;
   for (const auto& item : model.named_modules("", false)) {
     auto* linear = item.value()->as<model::LinearImpl>();
-    if (!linear || !linear->wrapper()) continue;
-    if (auto* fq = dynamic_cast<FakeQuantLinear*>(linear->wrapper().get())) out[item.key()] = fq;
+    if (!linear) continue;
+    if (auto* fq = fake_quant_layers_of(linear)) out[item.key()] = fq;
   }
   return out;
 }

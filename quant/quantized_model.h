@@ -33,6 +33,11 @@ std::map<std::string, Scheme> assign_schemes(model::CausalLMImpl& model, const s
 void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, Scheme>& assignment,
                        const FakeQuantOptions& options);
 
+// NVFP4: each fake-quantized layer of a fused group (q/k/v, gate/up of one decoder layer)
+// takes the group's global scale (FakeQuantLinear::share_global_scale). attach_fake_quant
+// calls it; so must whoever replaces fake-quant layers (the pruned export).
+void share_fused_global_scales(model::CausalLMImpl& model);
+
 // The fake-quantized linears of a model, by module name.
 std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model);
 

@@ -7,6 +7,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -30,7 +31,9 @@ struct TensorQuantizerOptions {
 
 class TensorQuantizer {
  public:
-  // A weight's quantizer; `initial` holds min-max parameters of the weight ([units, 1]).
+  // A weight's quantizer; `initial` holds min-max parameters of the weight ([units, 1]; NVFP4
+  // also the global scale). Learned (LSQ) scales: symmetric integers, FP8, NVFP4's E4M3 group
+  // scales (under a fixed global scale); MXFP4's powers of two are refused.
   static TensorQuantizer for_weight(const QuantArgs& args, const TensorQuantizerOptions& options,
                                     const QParams& initial);
   // An activation's (or a KV-cache tensor's): dynamic when args->dynamic, else observed. The
@@ -69,6 +72,13 @@ class TensorQuantizer {
   void refresh_from_state();
   // PTQ lets inputs through unquantized while it measures them.
   void set_bypass(bool bypass) { bypassed_ = bypass; }
+  // NVFP4 weights: where the global scale of a weight that follows min-max comes from, given
+  // the weight (default: its own absmax). Fused layers (q/k/v, gate/up) share one, that of
+  // their largest absmax, as llm-compressor exports it and vLLM requires.
+  using GlobalScaleSource = std::function<torch::Tensor(const torch::Tensor& weight)>;
+  void set_global_scale_source(GlobalScaleSource source) { global_source_ = std::move(source); }
+  // The global scale that quantizes `weight` now (stored once fixed or learned).
+  torch::Tensor global_scale_for(const torch::Tensor& weight) const;
 
   // Calibration of an observed scale, on all ranks in the same order: for pass in
   // [0, calibration_passes()): begin_pass, the batches through the model, end_pass (the
@@ -86,8 +96,10 @@ class TensorQuantizer {
                   const std::function<torch::Tensor(const torch::Tensor&)>& select = {});
 
   // State, registered by the owner: the scale (a parameter when learned; buffer otherwise),
-  // the zero point (undefined when not stored) and the bool flag.
-  torch::Tensor scale, zero_point, flag;
+  // the zero point (undefined when not stored), the bool flag, and NVFP4's global scale ([1]
+  // fp32; undefined for other args). For NVFP4 activations (dynamic "local") the global scale
+  // is the calibrated part and `scale` is unused.
+  torch::Tensor scale, zero_point, flag, global_scale;
 
  private:
   TensorQuantizer(std::optional<QuantArgs> args, ScaleSource source, TensorQuantizerOptions options);
@@ -96,6 +108,7 @@ class TensorQuantizer {
   ScaleSource source_;
   TensorQuantizerOptions options_;
   Observer observer_;
+  GlobalScaleSource global_source_;
   bool observing_ = false, bypassed_ = false, set_host_ = false;
 };
 

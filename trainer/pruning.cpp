@@ -31,7 +31,14 @@ void check_quantization_fits(const config::PruneSection& prune, const config::Qu
   const auto& c = student.config();
   for (const auto& [name, layer] : quant::fake_quant_layers(student)) {
     const auto& w = layer->scheme().weights;
-    if (!w || w->strategy != quant::Strategy::group) continue;
+    if (!w) continue;
+    // Block scales (fp8-block) tile rows and columns alike: pruning either moves them.
+    if (w->strategy == quant::Strategy::block && (prune.mlp_sparsity > 0 || prune.heads_sparsity > 0) &&
+        (quant.learnable_scales || quant.ptq.method == config::PtqMethod::gptq))
+      throw Error("'" + name + "' is pruned, but its block scales are fixed by GPTQ or learned")
+          .key(quant.learnable_scales ? "quant.learnable_scales" : "quant.method")
+          .expected("min-max block scales (rtn, learnable_scales false) with pruning");
+    if (w->strategy != quant::Strategy::group && w->strategy != quant::Strategy::tensor_group) continue;
     const bool down = ends_with(name, "mlp.down_proj") && prune.mlp_sparsity > 0;
     const bool o = ends_with(name, "self_attn.o_proj") && prune.heads_sparsity > 0;
     if (!down && !o) continue;
@@ -263,6 +270,7 @@ void carry_fake_quant(model::CausalLMImpl& student, prune::CompactedModel& compa
     const auto source_rows = source_modules[name]->as<model::LinearImpl>()->weight.size(0);
     target->set_wrapper("quant", layer->compacted(target->weight, rows, source_rows));
   }
+  quant::share_fused_global_scales(*compacted.model);
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ void stream_values(ModelSkeleton& source, model::CausalLMImpl& model, FlatParame
     auto& weights = layer.weights();
     weights.scale.copy_(qp.scale);
     weights.zero_point.copy_(qp.zero_point);
+    if (weights.global_scale.defined()) weights.global_scale.copy_(qp.global_scale);
     const auto learned = flat_name.find(weights.scale.unsafeGetTensorImpl());
     if (learned != flat_name.end()) flat.fill(learned->second, weights.scale);
   });
@@ -116,6 +117,14 @@ Session::Session(const config::JobConfig& job_config)
     student = build_student(job.model, teacher, device, seed);
   }
   quantized = attach_quantization(job.quant, *student);
+  // The skeleton's learned NVFP4 scales would start under each layer's own global scale: the
+  // fused layers' shared one needs their weights together, which streaming never has.
+  if (stage >= 3 && job.quant.learnable_scales)
+    for (const auto& [name, layer] : quant::fake_quant_layers(*student))
+      if (layer->scheme().weights && layer->scheme().weights->has_global_scale())
+        throw Error("learned NVFP4 scales are not implemented at ZeRO-3 ('" + name + "')")
+            .key("quant.learnable_scales")
+            .expected("false with nvfp4 schemes at parallel.zero_stage 3, or zero_stage 0-2");
   pruning = StudentPruning::attach(job.prune, job.quant, calibration_data(job.data), student, compute_dtype);  // after quantization: checks its groups
   const auto student_width = student->config().hidden_size;
   projections = distill::HiddenProjections(distill_options(job.distill), student_width,

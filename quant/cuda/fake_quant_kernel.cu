@@ -16,9 +16,17 @@ namespace {
 
 using namespace qtrain::cuda;
 
-// quant_math.cpp's round_to_fp8_e4m3: step 2^(floor(log2 max(|c|, 2^-6)) - 3).
-__device__ __forceinline__ float round_to_grid(float clamped, bool fp8) {
-  if (!fp8) return rintf(clamped);
+// quant_math.cpp's round_to_fp8_e4m3: step 2^(floor(log2 max(|c|, 2^-6)) - 3); fp4.cpp's
+// round_to_fp4_e2m1: step 0.5 below 2, 1 below 4, 2 above, the quotient rounded half to even
+// (the divisions and products are exact).
+__device__ __forceinline__ float round_to_grid(float clamped, ValueGrid grid) {
+  if (grid == ValueGrid::integer) return rintf(clamped);
+  if (grid == ValueGrid::fp4_e2m1) {
+    const float a = fabsf(clamped);
+    const float step = a < 2.0f ? 0.5f : (a < 4.0f ? 1.0f : 2.0f);
+    const float r = rintf(a / step) * step;
+    return clamped < 0.0f ? -r : r;
+  }
   int exponent;
   frexpf(fmaxf(fabsf(clamped), 0.015625f), &exponent);  // m = f * 2^exponent, f in [0.5, 1)
   const float step = ldexpf(1.0f, exponent - 1 - 3);
@@ -29,19 +37,20 @@ __device__ __forceinline__ float round_to_grid(float clamped, bool fp8) {
 // autocast (the cast the matmul would make anyway, fused in).
 template <typename T, typename TOut, int VEC>
 __global__ void forward_kernel(const T* __restrict__ x, TOut* __restrict__ out, const float* __restrict__ scale,
-                               const float* __restrict__ zero_point, int64_t packs, int64_t unit_len, float qmin,
-                               float qmax, bool fp8) {
+                               const float* __restrict__ zero_point, const float* __restrict__ dequant_scale,
+                               int64_t packs, int64_t unit_len, float qmin, float qmax, ValueGrid grid) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < packs;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t unit = i * VEC / unit_len;  // a pack never straddles two units
     const float s = scale[unit], z = zero_point[unit];
+    const float d = dequant_scale ? dequant_scale[unit] : s;
     const auto in = reinterpret_cast<const Pack<T, VEC>*>(x)[i];
     Pack<TOut, VEC> result;
 #pragma unroll
     for (int k = 0; k < VEC; ++k) {
       const float v = to_float(in.v[k]) / s + z;
-      const float q = round_to_grid(fminf(fmaxf(v, qmin), qmax), fp8);
-      result.v[k] = from_float<TOut>((q - z) * s);
+      const float q = round_to_grid(fminf(fmaxf(v, qmin), qmax), grid);
+      result.v[k] = from_float<TOut>((q - z) * d);
     }
     reinterpret_cast<Pack<TOut, VEC>*>(out)[i] = result;
   }
@@ -78,12 +87,12 @@ void launch_forward(const FakeQuantLaunch& l, const void* x, void* out) {
   if (packs == 0) return;
   if (vectorized)
     forward_kernel<T, TOut, kVec><<<blocks, kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<TOut*>(out), l.scale, l.zero_point, packs, l.unit_len, l.qmin, l.qmax,
-        l.fp8);
+        static_cast<const T*>(x), static_cast<TOut*>(out), l.scale, l.zero_point, l.dequant_scale, packs, l.unit_len, l.qmin,
+        l.qmax, l.grid);
   else
     forward_kernel<T, TOut, 1><<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<TOut*>(out),
-                                                                l.scale, l.zero_point, packs, l.unit_len, l.qmin,
-                                                                l.qmax, l.fp8);
+                                                                l.scale, l.zero_point, l.dequant_scale, packs,
+                                                                l.unit_len, l.qmin, l.qmax, l.grid);
   check_launch("fake_quant_forward");
 }
 

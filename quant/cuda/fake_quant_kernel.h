@@ -7,6 +7,9 @@
 namespace qtrain::quant::cuda {
 
 enum class ElementType { float32, float16, bfloat16 };
+// The values a unit's quantized elements take (quant_math.cpp numbers them alike): the
+// integers, the FP8 E4M3 grid, the FP4 E2M1 grid.
+enum class ValueGrid : int { integer = 0, fp8_e4m3 = 1, fp4_e2m1 = 2 };
 
 // One scale and zero point per unit of `unit_len` consecutive elements (unit i covers
 // elements [i * unit_len, (i + 1) * unit_len)), the layout of quant_math.h's unit_view.
@@ -17,14 +20,17 @@ struct FakeQuantLaunch {
   int64_t unit_len;
   const float* scale;       // [numel / unit_len]
   const float* zero_point;  // [numel / unit_len]
+  const float* dequant_scale;  // [numel / unit_len], or null: the grid values times scale
   float qmin;
   float qmax;
-  bool fp8;        // round onto the FP8 E4M3 grid instead of the integers
+  ValueGrid grid;  // what the clamped value is rounded onto
   int max_blocks;  // grid-stride loops: a few waves of the device's multiprocessors
   void* stream;    // cudaStream_t
 };
 
-// out = (rne(clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale, in fp32
+// out = (round(clamp(x / scale + zero_point, qmin, qmax)) - zero_point) * scale, in fp32
+// (round: half to even, onto the grid's values); dequant_scale, where given, replaces the
+// last scale (quant_math.h's QParams::dequant_scale)
 // registers, stored as out_type.
 void fake_quant_forward(const FakeQuantLaunch& launch, const void* x, void* out);
 // grad_x = grad_out where qmin <= x / scale + zero_point <= qmax, else 0 (STE with clipping);

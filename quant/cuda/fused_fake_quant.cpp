@@ -21,7 +21,8 @@ ElementType element_type(torch::ScalarType t) {
 }
 
 FakeQuantLaunch describe(const torch::Tensor& x, torch::ScalarType out_dtype, const torch::Tensor& scale,
-                         const torch::Tensor& zero_point, int64_t unit_len, double qmin, double qmax, bool fp8) {
+                         const torch::Tensor& zero_point, const torch::Tensor& dequant_scale, int64_t unit_len,
+                         double qmin, double qmax, int grid) {
   const auto* props = at::cuda::getCurrentDeviceProperties();
   return {element_type(x.scalar_type()),
           element_type(out_dtype),
@@ -29,9 +30,10 @@ FakeQuantLaunch describe(const torch::Tensor& x, torch::ScalarType out_dtype, co
           unit_len,
           scale.data_ptr<float>(),
           zero_point.data_ptr<float>(),
+          dequant_scale.defined() ? dequant_scale.data_ptr<float>() : nullptr,
           static_cast<float>(qmin),
           static_cast<float>(qmax),
-          fp8,
+          static_cast<ValueGrid>(grid),
           props->multiProcessorCount * 8,
           at::cuda::getCurrentCUDAStream().stream()};
 }
@@ -39,11 +41,12 @@ FakeQuantLaunch describe(const torch::Tensor& x, torch::ScalarType out_dtype, co
 class FusedFakeQuantizeFunction : public torch::autograd::Function<FusedFakeQuantizeFunction> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t unit_len,
-                               double qmin, double qmax, bool fp8, torch::ScalarType out_dtype) {
+                               const torch::Tensor& scale, const torch::Tensor& zero_point,
+                               const torch::Tensor& dequant_scale, int64_t unit_len, double qmin, double qmax,
+                               int64_t grid, torch::ScalarType out_dtype) {
     const c10::cuda::CUDAGuard guard(x.device());
     auto out = torch::empty(x.sizes(), x.options().dtype(out_dtype));
-    fake_quant_forward(describe(x, out_dtype, scale, zero_point, unit_len, qmin, qmax, fp8), x.data_ptr(),
+    fake_quant_forward(describe(x, out_dtype, scale, zero_point, dequant_scale, unit_len, qmin, qmax, static_cast<int>(grid)), x.data_ptr(),
                        out.data_ptr());
     ctx->save_for_backward({x, scale, zero_point});
     ctx->saved_data["out_dtype"] = static_cast<int64_t>(out_dtype);
@@ -61,10 +64,10 @@ class FusedFakeQuantizeFunction : public torch::autograd::Function<FusedFakeQuan
     const auto out_dtype = static_cast<torch::ScalarType>(ctx->saved_data["out_dtype"].toInt());
     const auto grad_out = grads[0].to(out_dtype).contiguous();
     auto grad_x = torch::empty_like(x);
-    fake_quant_backward(describe(x, out_dtype, saved[1], saved[2], ctx->saved_data["unit_len"].toInt(),
-                                 ctx->saved_data["qmin"].toDouble(), ctx->saved_data["qmax"].toDouble(), false),
+    fake_quant_backward(describe(x, out_dtype, saved[1], saved[2], torch::Tensor(), ctx->saved_data["unit_len"].toInt(),
+                                 ctx->saved_data["qmin"].toDouble(), ctx->saved_data["qmax"].toDouble(), 0),
                         x.data_ptr(), grad_out.data_ptr(), grad_x.data_ptr());
-    return {grad_x,          torch::Tensor(), torch::Tensor(), torch::Tensor(),
+    return {grad_x,          torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -79,14 +82,18 @@ bool fused_fake_quantize_applies(const torch::Tensor& x, const torch::Tensor& sc
 }
 
 torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
-                                  int64_t unit_len, double qmin, double qmax, bool fp8,
+                                  const torch::Tensor& dequant_scale, int64_t unit_len, double qmin, double qmax, int grid,
                                   std::optional<torch::ScalarType> out_dtype) {
   auto as_float = [&](const torch::Tensor& t) { return t.detach().to(x.device(), torch::kFloat32).contiguous(); };
   const auto out = out_dtype.value_or(x.scalar_type());
   TORCH_CHECK(out == x.scalar_type() || x.scalar_type() == torch::kFloat32,
               "fused fake quant narrows only fp32 inputs");
-  return FusedFakeQuantizeFunction::apply(x.contiguous(), as_float(scale), as_float(zero_point), unit_len, qmin, qmax,
-                                          fp8, out);
+  // An undefined tensor cannot enter a custom function: without engine scales the scale
+  // itself is passed (the kernel multiplies by it either way).
+  const auto s = as_float(scale);
+  return FusedFakeQuantizeFunction::apply(x.contiguous(), s, as_float(zero_point),
+                                          dequant_scale.defined() ? as_float(dequant_scale) : s, unit_len, qmin, qmax,
+                                          static_cast<int64_t>(grid), out);
 }
 
 bool fused_minmax_qparams_applies(const torch::Tensor& view) {

@@ -12,10 +12,10 @@ namespace qtrain::quant::cuda {
 // which the unfused form computes).
 bool fused_fake_quantize_applies(const torch::Tensor& x, const torch::Tensor& scale, int64_t unit_len);
 
-// x' in x's shape, stored as out_dtype (default x's dtype; bf16/fp16 from an fp32 x);
+// x' in x's shape, on the value grid `grid` (fake_quant_kernel.h's ValueGrid), stored as out_dtype (default x's dtype; bf16/fp16 from an fp32 x);
 // backward: the clipped straight-through gradient, in x's dtype.
 torch::Tensor fused_fake_quantize(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
-                                  int64_t unit_len, double qmin, double qmax, bool fp8,
+                                  const torch::Tensor& dequant_scale, int64_t unit_len, double qmin, double qmax, int grid,
                                   std::optional<torch::ScalarType> out_dtype = std::nullopt);
 
 // Min-max scale and zero point ([units, 1] fp32 each) of every row of the 2-D view x, as

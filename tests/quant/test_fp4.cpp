@@ -9,6 +9,8 @@
 
 #include "model/safetensors.h"
 #include "quant/fp4.h"
+#include "quant/fp8.h"
+#include "quant/quant_math.h"
 #include "tests/test_util.h"
 
 namespace qtrain::quant {
@@ -98,6 +100,100 @@ TEST(Fp4, AWeightQuantizesAsCompressedTensorsDoes) {
     EXPECT_TRUE(pack_fp4(encode_fp4_e2m1(q.reshape({8, 64}))).equal(f.tensor("mxfp4.weight_packed")));
     EXPECT_TRUE((q * mxfp4_scales(exponents)).reshape({8, 64}).equal(f.tensor("mxfp4.dequantized")));
   }
+}
+
+
+// The fake quantization of quant_math.h with the nvfp4 and mxfp4 presets' weight args gives
+// the fixture's dequantized weights: the path training, export and qeval share is the
+// reference's, not only the functions above.
+TEST(Fp4, FakeQuantOfThePresetsEqualsTheFixture) {
+  const auto file = model::SafetensorsFile::open(testing::fixture("fp4/fp4.safetensors").string());
+  const auto w = file->tensor("weight");
+  for (const auto* scheme : {"nvfp4a16", "mxfp4a16"}) {
+    const auto args = *preset_scheme(scheme).weights;
+    const auto qp = compute_qparams(w, args);
+    const auto expected = file->tensor(std::string(scheme == std::string("nvfp4a16") ? "nvfp4" : "mxfp4") + ".dequantized");
+    EXPECT_TRUE(fake_quantize(w, qp, args).equal(expected)) << scheme;
+    EXPECT_TRUE(dequantize(quantize(unit_view(w, args), qp, args), qp).reshape(w.sizes()).equal(expected)) << scheme;
+  }
+}
+
+// Pack then unpack, and encode then decode, are the identity on every representable value:
+// all 16 codes in every position of a byte.
+TEST(Fp4, EveryCodeRoundTripsInBothNibbles) {
+  const auto codes = torch::arange(16, torch::kInt64).to(torch::kUInt8);
+  const auto pairs = torch::stack({codes.repeat_interleave(16), codes.repeat({16})}, 1);  // [256, 2]
+  const auto packed = pack_fp4(pairs);
+  EXPECT_EQ(std::get<0>(torch::_unique(packed.to(torch::kInt64))).numel(), 256);  // every byte once
+  EXPECT_TRUE(unpack_fp4(packed).equal(pairs));
+  const auto values = decode_fp4_e2m1(pairs);
+  EXPECT_TRUE(encode_fp4_e2m1(values).equal(pairs));
+  EXPECT_TRUE(round_to_fp4_e2m1(values).equal(values));  // grid values are fixed points
+}
+
+// Scale edge cases: a group of zeros gets the 0.125 scale and decodes to zeros; group scales
+// in E4M3's subnormal range survive the export's E4M3 encoding; a tensor of zeros, whose
+// global scale 2688 / 0 overflows, gets the largest finite float and quantizes to zeros
+// instead of NaN; MXFP4's zero groups take exponent 0.
+TEST(Fp4, ScaleEdgeCases) {
+  const auto args = *preset_scheme("nvfp4a16").weights;
+  {  // a zero group beside a normal one
+    auto w = torch::zeros({1, 32});
+    w.narrow(1, 16, 16).copy_(torch::linspace(-3, 3, 16));
+    const auto qp = compute_qparams(w, args);
+    EXPECT_EQ(qp.scale[0].item<float>(), 0.125f);
+    const auto out = fake_quantize(w, qp, args);
+    EXPECT_TRUE(out.narrow(1, 0, 16).eq(0).all().item<bool>());
+    EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+  }
+  {  // a group 2^-16 times smaller than the largest: its E4M3 scale 448 * 2^-16 is subnormal
+     // (below 2^-6) and rounds to 4 * 2^-9
+    auto w = torch::full({1, 32}, 0.5f);
+    w.narrow(1, 0, 16).fill_(0.5f * std::ldexp(1.0f, -16));
+    const auto qp = compute_qparams(w, args);
+    EXPECT_EQ(qp.scale[0].item<float>(), std::ldexp(1.0f, -7));
+    const auto stored = encode_fp8_e4m3(qp.scale);
+    EXPECT_TRUE(decode_fp8_e4m3(stored).equal(qp.scale));  // exact through the export's bytes
+    const auto out = fake_quantize(w, qp, args);
+    EXPECT_GT(out.narrow(1, 0, 16).abs().min().item<float>(), 0.0f);  // the small group is not flushed
+  }
+  {  // a tensor of zeros, and one so small that 2688 / absmax overflows fp32
+    for (const float value : {0.0f, 1e-39f}) {
+      const auto w = torch::full({2, 16}, value);
+      const auto qp = compute_qparams(w, args);
+      EXPECT_TRUE(torch::isfinite(qp.global_scale).all().item<bool>()) << value;
+      const auto out = fake_quantize(w, qp, args);
+      EXPECT_TRUE(torch::isfinite(out).all().item<bool>()) << value;
+      EXPECT_LE((out - w).abs().max().item<float>(), std::abs(value)) << value;
+    }
+  }
+  {  // MXFP4: a zero group has exponent 0 (2^-127) and decodes to zeros
+    const auto mx = *preset_scheme("mxfp4a16").weights;
+    auto w = torch::zeros({1, 64});
+    w.narrow(1, 32, 32).fill_(1.0f);
+    const auto qp = compute_qparams(w, mx);
+    EXPECT_EQ(mxfp4_scale_exponents(torch::zeros({1}))[0].item<int>(), 0);
+    EXPECT_TRUE(fake_quantize(w, qp, mx).equal(w));  // 1 is on the grid under scale 2^-2 * 4
+  }
+}
+
+// The straight-through gradient passes inside the grid (|x| / scale <= 6) and stops outside;
+// NVFP4's learned group scales (LSQ) get a gradient through scale / global_scale.
+TEST(Fp4, StraightThroughAndLearnedScaleGradients) {
+  const auto args = *preset_scheme("nvfp4a16").weights;
+  auto w = torch::linspace(-2, 2, 16).reshape({1, 16}).requires_grad_(true);
+  auto qp = compute_qparams(w.detach(), args);
+  // A scale that clips: half the range.
+  qp.scale = qp.scale / 2;
+  fake_quantize(w, qp, args).sum().backward();
+  const auto inside = (w.detach() / effective_scale(qp)).abs() <= 6;
+  EXPECT_TRUE(w.grad().equal(inside.to(torch::kFloat32)));
+  EXPECT_GT(inside.logical_not().sum().item<int64_t>(), 0);
+  auto learned = compute_qparams(w.detach(), args);
+  learned.scale = learned.scale.clone().requires_grad_(true);
+  fake_quantize(w.detach(), learned, args).pow(2).sum().backward();
+  ASSERT_TRUE(learned.scale.grad().defined());
+  EXPECT_NE(learned.scale.grad().abs().sum().item<float>(), 0.0f);
 }
 
 }  // namespace

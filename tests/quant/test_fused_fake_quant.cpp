@@ -41,6 +41,13 @@ std::vector<Case> cases() {
       {"int2_sym_group_odd", make_args(2, "int", true, Strategy::group, 6), {9, 18}},
       {"fp8_tensor", make_args(8, "float", true, Strategy::tensor), {40, 128}},
       {"fp8_channel", make_args(8, "float", true, Strategy::channel), {40, 72}},
+      // The formats of issue 17: E2M1 under NVFP4's scale / global scale and MXFP4's powers
+      // of two, FP8 blocks (a padded, permuted view), w4afp8's engine dequantization scales.
+      {"nvfp4", *preset_scheme("nvfp4a16").weights, {64, 256}},
+      {"nvfp4_activations", *preset_scheme("nvfp4").weights, {3, 11, 64}},
+      {"mxfp4", *preset_scheme("mxfp4a16").weights, {48, 128}},
+      {"fp8_block", *preset_scheme("fp8-block").weights, {200, 300}},
+      {"w4afp8", *preset_scheme("w4afp8").weights, {64, 256}},
   };
 }
 

@@ -20,7 +20,7 @@ double output_error(const torch::Tensor& x, const torch::Tensor& w, const torch:
 
 torch::Tensor rtn(const torch::Tensor& w, const QuantArgs& args) {
   auto qp = compute_qparams(w, args, torch::kFloat32);
-  return dequantize(quantize(unit_view(w, args), qp, args), qp).reshape(w.sizes());
+  return from_unit_view(dequantize(quantize(unit_view(w, args), qp, args), qp), w.sizes(), args);
 }
 
 TEST(Gptq, EqualsRoundToNearestForADiagonalHessian) {
@@ -49,6 +49,31 @@ TEST(Gptq, BeatsRoundToNearestOnCorrelatedInputsAndStaysOnItsGrid) {
       // The result is exactly representable with the reported scales and zero points.
       auto q = quantize(unit_view(r.weight, args), r.qparams, args);
       EXPECT_TRUE(torch::allclose(dequantize(q, r.qparams).reshape(w.sizes()), r.weight, 0, 1e-5)) << scheme;
+    }
+  }
+}
+
+// The FP4 and FP8 formats: NVFP4 under a global scale fixed beforehand, MXFP4's powers of two,
+// FP8 blocks (rows that are not a multiple of the block: the last block padded) and w4afp8
+// (static group scales, dequantized by the engine's re-encoded ones). GPTQ beats rounding to
+// nearest, and its result lies exactly on the grid of the parameters it reports.
+TEST(Gptq, BeatsRoundToNearestOnTheFloatFormats) {
+  torch::manual_seed(2);
+  auto w = torch::randn({160, 256});
+  auto x = torch::randn({2048, 16}).matmul(torch::randn({16, 256})) + 0.05 * torch::randn({2048, 256});
+  auto h = 2.0 * x.t().matmul(x) / x.size(0);
+  for (const auto* scheme : {"nvfp4a16", "mxfp4a16", "fp8-block", "w4afp8"}) {
+    auto args = preset_scheme(scheme).weights.value();
+    const auto global = args.has_global_scale() ? global_scale_of(w) : torch::Tensor();
+    for (bool act_order : {false, true}) {
+      auto r = gptq_quantize(w, h, args, {0.01, 64, act_order}, torch::kBFloat16, global);
+      auto qp = with_engine_scales(r.qparams, args, w.size(0));
+      EXPECT_EQ(qp.scale.numel(), compute_qparams(w, args).scale.numel()) << scheme;
+      // The weight the fake quantization (and the engine) computes with.
+      const auto used = from_unit_view(dequantize(quantize(unit_view(r.weight, args), qp, args), qp), w.sizes(), args);
+      if (!args.fp8_group_scales) EXPECT_TRUE(used.equal(r.weight)) << scheme << " act_order " << act_order;
+      const double gptq = output_error(x, w, used), plain = output_error(x, w, rtn(w, args));
+      EXPECT_LT(gptq, 0.9 * plain) << scheme << " act_order " << act_order;
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "quant/fp8.h"
 #include "quant/pack_quantized.h"
 #include "quant/quant_math.h"
 
@@ -122,6 +123,52 @@ TEST(PackQuantized, RoundTripsAlongEitherDimensionWithPadding) {
   auto rows = pack_to_int32(q, 4, 0);
   EXPECT_EQ(rows.sizes(), (std::vector<int64_t>{1, 21}));
   EXPECT_TRUE(unpack_from_int32(rows, 4, 5, 0).to(torch::kInt64).equal(q));
+}
+
+}  // namespace
+}  // namespace qtrain::quant
+
+namespace qtrain::quant {
+namespace {
+
+// Block strategy (FP8_BLOCK): unit i is block (i / column blocks, i % column blocks), its
+// elements row-major; a matrix that is not a multiple of the block is padded with zeros,
+// which from_unit_view drops again. The scale of a block is its absmax / 448.
+TEST(QuantMath, BlockUnitsArePaddedTilesOfTheMatrix) {
+  QuantArgs args = *preset_scheme("fp8-block").weights;
+  args.block_rows = 2;
+  args.block_cols = 3;
+  const auto x = torch::arange(1, 1 + 5 * 7, torch::kFloat32).reshape({5, 7});
+  const auto view = unit_view(x, args);
+  EXPECT_EQ(view.sizes(), (std::vector<int64_t>{3 * 3, 6}));
+  EXPECT_TRUE(view[1].equal(torch::tensor({4.0f, 5.0f, 6.0f, 11.0f, 12.0f, 13.0f})));  // block (0, 1)
+  EXPECT_TRUE(view[8].equal(torch::tensor({35.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f})));   // block (2, 2): padding
+  EXPECT_TRUE(from_unit_view(view, x.sizes(), args).equal(x));
+  const auto qp = compute_qparams(x, args, torch::kFloat32);
+  EXPECT_FLOAT_EQ(qp.scale[1].item<float>(), 13.0f / 448.0f);
+  EXPECT_FLOAT_EQ(qp.scale[8].item<float>(), 35.0f / 448.0f);
+  // The gradient flows back through the padding to the matrix only (scales with headroom:
+  // the absmax itself may land a rounding above 448).
+  auto w = x.clone().requires_grad_(true);
+  fake_quantize(w, {qp.scale * 2, qp.zero_point}, args).sum().backward();
+  EXPECT_TRUE(w.grad().equal(torch::ones_like(x)));
+}
+
+// vLLM's W4A8-FP8 re-encoding of group scales, worked by hand: a row [448, 56, 1] (its max
+// 448, r = 1): 448 -> 448 / 8 = 56 -> 56 * 8 = 448; 56 -> 7 -> 56; 1 -> 0.125 -> 1; a row
+// [0.5, 0.3] (r = 0.5 / 448): 0.3 * 448 / 0.5 = 268.8 -> E4M3 256 (step 32 between 256 and
+// 512) -> 32 -> 32 * 8r; a row [448, 0.05]: 0.05 -> E4M3 13 * 2^-8 -> / 8 = 3.25 * 2^-9, a
+// subnormal, -> 3 * 2^-9 -> 3 * 2^-6.
+TEST(QuantMath, W4a8Fp8EngineScalesFollowVllm) {
+  const auto a = w4a8_fp8_engine_scales(torch::tensor({{448.0f, 56.0f, 1.0f}}));
+  EXPECT_TRUE(a.equal(torch::tensor({{448.0f, 56.0f, 1.0f}}))) << a;
+  const auto b = w4a8_fp8_engine_scales(torch::tensor({{0.5f, 0.3f}}));
+  const float r = 0.5f / 448.0f;
+  EXPECT_FLOAT_EQ(b[0][0].item<float>(), 448.0f / 8.0f * (r * 8.0f));
+  EXPECT_FLOAT_EQ(b[0][1].item<float>(), 256.0f / 8.0f * (r * 8.0f));
+  // A group scale far below its row's maximum falls into E4M3's subnormals after the / 8.
+  const auto c = w4a8_fp8_engine_scales(torch::tensor({{448.0f, 0.05f}}));
+  EXPECT_EQ(c[0][1].item<float>(), 3.0f * std::ldexp(1.0f, -6));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "model/layers.h"
+#include "quant/fp4.h"
 #include "quant/kv_cache_quant.h"
 #include "quant/tensor_quantizer.h"
 
@@ -122,6 +123,51 @@ TEST(TensorQuantizer, LearnedScalesAreRoundedThroughTheStorageDtypeWithAStraight
   EXPECT_TRUE(used.detach().equal(q.scale.detach().to(torch::kBFloat16).to(torch::kFloat32)));
   used.sum().backward();
   EXPECT_TRUE(q.scale.grad().equal(torch::ones({2, 1})));
+}
+
+// NVFP4 activations (dynamic "local"): calibration fixes the per-tensor global scale from the
+// observed absmax (448 * 6 / absmax); the group scales stay dynamic, from each batch under it.
+TEST(TensorQuantizer, Nvfp4ActivationsCalibrateTheGlobalScaleOnly) {
+  const auto args = *preset_scheme("nvfp4").input_activations;
+  auto q = TensorQuantizer::for_activation(args, {}, {1, 1}, /*store_zero_point=*/false);
+  EXPECT_TRUE(q.needs_calibration());
+  torch::manual_seed(4);
+  const auto a = torch::randn({2, 5, 32}), b = torch::randn({3, 32}) * 3;
+  calibrate(q, {a, b});
+  const auto absmax = torch::maximum(a.abs().max(), b.abs().max());
+  EXPECT_TRUE(q.global_scale.equal(nvfp4_global_scale(absmax)));
+  const auto qp = q.qparams(a);
+  EXPECT_TRUE(qp.global_scale.equal(q.global_scale));
+  EXPECT_EQ(qp.scale.numel(), 2 * 5 * 32 / 16);  // one per group of 16 of this batch
+  EXPECT_TRUE(qp.scale.equal(compute_qparams(a, args, torch::kFloat32, q.global_scale).scale));
+}
+
+// Learned scales: NVFP4's E4M3 group scales learn (rounded onto E4M3 in the forward, with a
+// straight-through gradient); MXFP4's powers of two are refused with the config key.
+TEST(TensorQuantizer, Nvfp4ScalesLearnAndMxfp4ScalesAreRefused) {
+  torch::manual_seed(5);
+  const auto w = torch::randn({4, 32});
+  const auto nv = *preset_scheme("nvfp4a16").weights;
+  TensorQuantizerOptions learn;
+  learn.learnable = true;
+  auto q = TensorQuantizer::for_weight(nv, learn, compute_qparams(w, nv));
+  q.scale.requires_grad_(true);
+  {
+    torch::NoGradGuard no_grad;
+    q.scale.mul_(1.01);  // off the E4M3 grid, as after an optimizer step
+  }
+  const auto qp = q.qparams(w);
+  EXPECT_TRUE(round_to_fp8_e4m3(qp.scale.detach()).equal(qp.scale.detach()));
+  q.forward(w).pow(2).sum().backward();
+  ASSERT_TRUE(q.scale.grad().defined());
+  EXPECT_GT(q.scale.grad().abs().sum().item<float>(), 0.0f);
+  const auto mx = *preset_scheme("mxfp4a16").weights;
+  try {
+    TensorQuantizer::for_weight(mx, learn, compute_qparams(w, mx));
+    FAIL() << "MXFP4 scales were accepted as learnable";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.key_name(), "quant.learnable_scales");
+  }
 }
 
 TEST(ObserveInputs, WatchesUntilTheGuardEnds) {

@@ -79,7 +79,7 @@ TEST_P(QtrainQuantize, OnCudaGivesTheCpuResult) {
   const auto b = model::SafetensorsFile::open((dir / "cuda/model.safetensors").string());
   for (const auto& entry : a->entries()) {
     const auto x = a->tensor(entry.name), y = b->tensor(entry.name);
-    if (x.scalar_type() != torch::kInt8 && x.scalar_type() != torch::kInt32) continue;
+    if (x.scalar_type() != torch::kInt8 && x.scalar_type() != torch::kInt32 && x.scalar_type() != torch::kUInt8) continue;
     const double differing = x.ne(y).sum().item<double>() / static_cast<double>(x.numel());
     EXPECT_LT(differing, 0.01) << entry.name;
   }
@@ -90,7 +90,13 @@ INSTANTIATE_TEST_SUITE_P(Methods, QtrainQuantize,
                                            QuantizeCase{"w4a16-g32", "gptq", "pack-quantized", 0.05},
                                            QuantizeCase{"w4a16-g32", "awq", "pack-quantized", 0.05},
                                            QuantizeCase{"w8a8", "rtn", "int-quantized", 0.02},
-                                           QuantizeCase{"w8a8", "smoothquant", "int-quantized", 0.02}),
+                                           QuantizeCase{"w8a8", "smoothquant", "int-quantized", 0.02},
+                                           // FP4 on this random model (measured: +3.3%, +1.9%, +5.6%, +1.0%, +5.2%)
+                                           QuantizeCase{"nvfp4a16", "rtn", "nvfp4-pack-quantized", 0.05},
+                                           QuantizeCase{"nvfp4a16", "gptq", "nvfp4-pack-quantized", 0.03},
+                                           QuantizeCase{"nvfp4", "rtn", "nvfp4-pack-quantized", 0.07},
+                                           QuantizeCase{"mxfp4a16", "gptq", "mxfp4-pack-quantized", 0.03},
+                                           QuantizeCase{"mxfp4", "rtn", "mxfp4-pack-quantized", 0.07}),
                          [](const auto& info) {
                            auto name = info.param.scheme + "_" + info.param.method;
                            for (auto& ch : name)
