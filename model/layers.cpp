@@ -116,13 +116,23 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
   k_proj = register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, c.o_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+  }
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      KvCache* cache, int64_t layer) {
   const auto batch = x.size(0), seq = x.size(1);
-  auto q = q_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
-  auto k = k_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
+  auto q = q_proj(x).view({batch, seq, -1, head_dim});
+  auto k = k_proj(x).view({batch, seq, -1, head_dim});
+  if (q_norm) {  // Qwen3: each head normalised over head_dim, before rotary
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   auto v = v_proj(x).view({batch, seq, -1, head_dim}).transpose(1, 2);
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);

@@ -126,6 +126,7 @@ class AttentionImpl : public torch::nn::Module {
   void set_kv_cache_hook(std::shared_ptr<KvCacheHook> hook);
   const std::shared_ptr<KvCacheHook>& kv_cache_hook() const { return kv_hook_; }
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 (ModelConfig::qk_norm); null otherwise
   int64_t num_heads, num_kv_heads, head_dim;
 
  private:

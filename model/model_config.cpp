@@ -77,10 +77,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (!j.is_object()) throw Error("config is not a JSON object").file(src);
   ModelConfig c;
   c.raw = j;
-  c.model_type = get_required<std::string>(j, "model_type", src, "llama|qwen2|mistral");
-  static const std::set<std::string> supported = {"llama", "qwen2", "mistral"};
+  c.model_type = get_required<std::string>(j, "model_type", src, "llama|qwen2|qwen3|mistral");
+  static const std::set<std::string> supported = {"llama", "qwen2", "qwen3", "mistral"};
   if (!supported.count(c.model_type))
-    throw Error("unsupported model_type '" + c.model_type + "'").file(src).key("model_type").expected("llama|qwen2|mistral");
+    throw Error("unsupported model_type '" + c.model_type + "'").file(src).key("model_type").expected("llama|qwen2|qwen3|mistral");
   c.vocab_size = get_required<int64_t>(j, "vocab_size", src, "integer");
   c.hidden_size = get_required<int64_t>(j, "hidden_size", src, "integer");
   c.intermediate_size = get_required<int64_t>(j, "intermediate_size", src, "integer");
@@ -114,6 +114,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   c.qkv_bias = c.model_type == "qwen2" || attention_bias;
   c.o_bias = c.model_type != "qwen2" && attention_bias;
   c.mlp_bias = get_or<bool>(j, "mlp_bias", false, src, "bool");
+  // Qwen3 (transformers' Qwen3Attention): q_norm/k_norm over head_dim, attention_bias as Llama's.
+  c.qk_norm = c.model_type == "qwen3";
   // Sliding-window attention is not modelled: keep the window so that the forward can refuse
   // sequences longer than it, where full attention would give different results.
   const bool window_on = c.model_type == "mistral" || get_or<bool>(j, "use_sliding_window", false, src, "bool");
@@ -154,7 +156,7 @@ int64_t ModelConfig::num_parameters() const {
   const int64_t h = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
   int64_t attn = h * q + 2 * h * kv + q * h + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? h : 0);
   int64_t mlp = 3 * h * intermediate_size + (mlp_bias ? 2 * intermediate_size + h : 0);
-  int64_t per_layer = attn + mlp + 2 * h;
+  int64_t per_layer = attn + mlp + 2 * h + (qk_norm ? 2 * head_dim : 0);
   return num_hidden_layers * per_layer + vocab_size * h * (tie_word_embeddings ? 1 : 2) + h;
 }
 

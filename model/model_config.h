@@ -22,7 +22,7 @@ struct RopeConfig {
 };
 
 struct ModelConfig {
-  std::string model_type;  // llama | qwen2 | mistral
+  std::string model_type;  // llama | qwen2 | qwen3 | mistral
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -37,6 +37,7 @@ struct ModelConfig {
   bool qkv_bias = false;  // biases on q/k/v (Qwen2 always; Llama's attention_bias)
   bool o_bias = false;    // bias on o_proj (Llama's attention_bias)
   bool mlp_bias = false;
+  bool qk_norm = false;   // RMSNorm over head_dim on each query and key head before rotary (Qwen3)
   std::optional<int64_t> sliding_window;  // set when the checkpoint uses sliding-window attention
   std::string dtype = "float32";  // dtype of the stored weights, as config.json names it
 
