@@ -121,7 +121,8 @@ struct TrainingSection {
 };
 
 // Loss = alpha * CE(student, labels) + beta * T^2 * KL(teacher_T || student_T) (Hinton et al. 2015)
-//        + gamma * hidden-state loss over layer pairs (as in TinyBERT / MiniLLM-style recipes).
+//        + gamma * hidden-state loss over layer pairs (as in TinyBERT / MiniLLM-style recipes)
+//        + router_aux_loss * the student's load-balancing loss (mixtures of experts, model/moe.h).
 struct DistillSection {
   double alpha = 0.0;
   double beta = 1.0;
@@ -131,6 +132,7 @@ struct DistillSection {
   std::vector<std::int64_t> student_layers;
   std::vector<std::int64_t> teacher_layers;
   std::int64_t loss_chunk_tokens = 1024;
+  double router_aux_loss = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -142,6 +144,7 @@ struct DistillSection {
     v.field("student_layers", student_layers, "Student layers (0-based) whose outputs are matched; a projection is learned where widths differ");
     v.field("teacher_layers", teacher_layers, "Teacher layers paired with student_layers, same length");
     v.field("loss_chunk_tokens", loss_chunk_tokens, "Tokens per chunk of the fused cross-entropy + KL loss, which never holds more than one chunk's logits (docs/distillation.md); 0 = full [tokens x vocab] logits. Full logits are also used where an lm_head is quantized or pruned", at_least(0));
+    v.field("router_aux_loss", router_aux_loss, "Weight of the student's load-balancing loss over its sparse layers (Switch Transformer's, as transformers' load_balancing_loss_func; mixture-of-experts students only; transformers' router_aux_loss_coef is 0.001); 0 = off", at_least(0));
   }
 };
 

@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "distill/chunked_logit_loss.h"
 #include "distill/kd_loss.h"
+#include "model/moe.h"
 
 namespace qtrain::distill {
 
@@ -30,6 +31,10 @@ DistillLoss::DistillLoss(DistillOptions options, model::CausalLM student, model:
       projections_(std::move(projections)),
       compute_dtype_(compute_dtype) {
   QT_REQUIRE(teacher_ || (options_.beta == 0 && options_.gamma == 0), "distillation terms need a teacher");
+  if (options_.router_aux_loss > 0 && !student_->config().is_moe())
+    throw Error("the load-balancing loss needs a mixture-of-experts student (this one is " + student_->config().model_type + ")")
+        .key("distill.router_aux_loss")
+        .expected("0 for a dense student");
   if (options_.gamma == 0) return;
   for (size_t i = 0; i < options_.student_layers.size(); ++i) {
     const auto s = options_.student_layers[i], t = options_.teacher_layers[i];
@@ -73,10 +78,17 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
   const auto device = input_ids.device();
   compat::AutocastGuard autocast(device, compute_dtype_);
   std::vector<torch::Tensor> student_layers;
+  const auto sparse = options_.router_aux_loss > 0 ? model::sparse_layers(*student_) : std::vector<model::SparseMoeImpl*>{};
+  for (auto* layer : sparse) layer->set_record_routing(true);
   auto student_hidden = student_->hidden_states(input_ids, need_layers ? &student_layers : nullptr);
+  std::vector<model::Routing> routings;
+  for (auto* layer : sparse) {
+    routings.push_back(layer->last_routing());
+    layer->set_record_routing(false);  // an activation-checkpointed re-run in backward records nothing
+  }
 
   const auto zero = torch::zeros({}, torch::TensorOptions().device(device));
-  LossTerms terms{zero, zero, zero, zero};
+  LossTerms terms{zero, zero, zero, zero, zero};
   if (chunked_logits)
     logit_terms_chunked(student_hidden, teacher_hidden, labels, terms);
   else if (options_.alpha > 0 || options_.beta > 0)
@@ -89,6 +101,10 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
     terms.hidden = sum / static_cast<double>(options_.student_layers.size());
   }
   terms.total = terms.total + options_.gamma * terms.hidden;
+  if (!routings.empty()) {
+    terms.router = model::load_balancing_loss(routings, student_->config().num_experts);
+    terms.total = terms.total + options_.router_aux_loss * terms.router;
+  }
   return terms;
 }
 

@@ -1,5 +1,6 @@
 // The training objective of a distillation step, composed from the terms of kd_loss.h:
 //   total = alpha * ce + beta * kd + gamma * mean over layer pairs of hidden(student_i, teacher_j)
+//           + router_aux_loss * the student's load-balancing loss (model/moe.h)
 // The teacher runs without gradients in its own dtype; the student runs under autocast (bf16
 // compute, fp32 weights) on GPU. Where a student layer's width differs from its teacher
 // layer's, a learned linear projection (student -> teacher width) is trained with the student.
@@ -21,11 +22,12 @@ struct DistillOptions {
   config::HiddenLoss hidden_loss = config::HiddenLoss::mse;
   std::vector<int64_t> student_layers, teacher_layers;
   int64_t loss_chunk_tokens = 1024;  // 0: ce and kd on full [tokens x vocab] logits
+  double router_aux_loss = 0.0;      // weight of the student's load-balancing loss (MoE students)
 };
 
 // Every term as a scalar tensor (0 when its weight is 0); `total` carries the gradient.
 struct LossTerms {
-  torch::Tensor total, ce, kd, hidden;
+  torch::Tensor total, ce, kd, hidden, router;
 };
 
 // The projections of the hidden-state loss, one per layer pair ("proj.<i>"); pairs of equal

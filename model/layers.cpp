@@ -6,6 +6,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "model/moe.h"
 #include "model/rope.h"
 #if QTRAIN_WITH_CUDA
 #include "model/cuda/fused_layers.h"
@@ -95,10 +96,12 @@ torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& we
 
 torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up) { return torch::silu(gate) * up; }
 
-MLPImpl::MLPImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias));
-  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias));
+MLPImpl::MLPImpl(const ModelConfig& c) : MLPImpl(c.hidden_size, c.intermediate_size, c.mlp_bias) {}
+
+MLPImpl::MLPImpl(int64_t hidden, int64_t intermediate, bool bias, const MlpNames& names) {
+  gate_proj = register_module(names.gate, Linear(hidden, intermediate, bias));
+  up_proj = register_module(names.up, Linear(hidden, intermediate, bias));
+  down_proj = register_module(names.down, Linear(intermediate, hidden, bias));
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
@@ -153,17 +156,21 @@ void AttentionImpl::set_kv_cache_hook(std::shared_ptr<KvCacheHook> hook) {
                                                    : register_module("kv_cache", std::move(hook));
 }
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t index) {
   input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   self_attn = register_module("self_attn", Attention(c));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-  mlp = register_module("mlp", MLP(c));
+  if (c.is_moe_layer(index))
+    moe = register_module(c.model_type == "mixtral" ? "block_sparse_moe" : "mlp", std::make_shared<SparseMoeImpl>(c));
+  else
+    mlp = register_module("mlp", MLP(c));
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         KvCache* cache, int64_t layer) {
   auto h = x + self_attn(input_layernorm(x), cos, sin, cache, layer);
-  return h + mlp(post_attention_layernorm(h));
+  const auto normed = post_attention_layernorm(h);
+  return h + (moe ? moe->forward(normed) : mlp(normed));
 }
 
 }  // namespace qtrain::model

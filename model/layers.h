@@ -96,9 +96,18 @@ TORCH_MODULE(RMSNorm);
 torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up);  // silu(gate) * up
 
+// The names of an MLP's three linears in checkpoints: transformers' gate_proj/up_proj/
+// down_proj, or Mixtral's experts' w1/w3/w2.
+struct MlpNames {
+  const char* gate = "gate_proj";
+  const char* up = "up_proj";
+  const char* down = "down_proj";
+};
+
 class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& c);
+  MLPImpl(int64_t hidden, int64_t intermediate, bool bias, const MlpNames& names = {});
   torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
@@ -134,14 +143,19 @@ class AttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention);
 
+class SparseMoeImpl;
+
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& c);
+  // Layer `index` of a model of config `c`: a dense MLP, or a sparse one where
+  // c.is_moe_layer(index) (model/moe.h; registered as "mlp", Mixtral's as "block_sparse_moe").
+  DecoderLayerImpl(const ModelConfig& c, int64_t index);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         KvCache* cache = nullptr, int64_t layer = 0);
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
-  MLP mlp{nullptr};
+  MLP mlp{nullptr};                     // dense layers; null in sparse ones
+  std::shared_ptr<SparseMoeImpl> moe;   // sparse layers; null in dense ones
 };
 TORCH_MODULE(DecoderLayer);
 

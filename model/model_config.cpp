@@ -27,6 +27,37 @@ T get_or(const json& j, const std::string& key, T fallback, const std::string& s
   return get_required<T>(j, key, source, expected);
 }
 
+// The mixture-of-experts keys of qwen3_moe and mixtral (transformers' Qwen3MoeConfig and
+// MixtralConfig); absent for the dense families.
+void parse_moe(const json& j, const std::string& src, ModelConfig& c) {
+  if (c.model_type != "qwen3_moe" && c.model_type != "mixtral") return;
+  const bool mixtral = c.model_type == "mixtral";
+  // transformers >= 5.1 writes num_local_experts for Qwen3-MoE too; older ones num_experts.
+  const char* experts_key = !mixtral && j.contains("num_experts") ? "num_experts" : "num_local_experts";
+  c.num_experts = get_required<int64_t>(j, experts_key, src, "integer");
+  c.num_experts_per_tok = get_required<int64_t>(j, "num_experts_per_tok", src, "integer");
+  if (c.num_experts <= 0) throw Error("a mixture of experts needs experts").file(src).key(experts_key).expected("> 0");
+  if (c.num_experts_per_tok <= 0 || c.num_experts_per_tok > c.num_experts)
+    throw Error("num_experts_per_tok is " + std::to_string(c.num_experts_per_tok)).file(src).key("num_experts_per_tok")
+        .expected("in [1, " + std::to_string(c.num_experts) + "]");
+  c.router_aux_loss_coef = get_or<double>(j, "router_aux_loss_coef", 0.001, src, "number");
+  if (mixtral) {
+    c.moe_intermediate_size = c.intermediate_size;
+    c.norm_topk_prob = true;
+    if (get_or<double>(j, "router_jitter_noise", 0.0, src, "number") != 0.0)
+      throw Error("router jitter noise is not implemented").file(src).key("router_jitter_noise").expected("0");
+    return;
+  }
+  c.moe_intermediate_size = get_required<int64_t>(j, "moe_intermediate_size", src, "integer");
+  if (c.moe_intermediate_size <= 0)
+    throw Error("moe_intermediate_size must be positive").file(src).key("moe_intermediate_size").expected("> 0");
+  c.norm_topk_prob = get_or<bool>(j, "norm_topk_prob", false, src, "bool");
+  c.decoder_sparse_step = get_or<int64_t>(j, "decoder_sparse_step", 1, src, "integer");
+  if (c.decoder_sparse_step <= 0)
+    throw Error("decoder_sparse_step must be positive").file(src).key("decoder_sparse_step").expected(">= 1");
+  c.mlp_only_layers = get_or<std::vector<int64_t>>(j, "mlp_only_layers", {}, src, "list of layer indices");
+}
+
 RopeConfig parse_rope(const json& j, const std::string& src) {
   RopeConfig r;
   json params;
@@ -77,10 +108,11 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (!j.is_object()) throw Error("config is not a JSON object").file(src);
   ModelConfig c;
   c.raw = j;
-  c.model_type = get_required<std::string>(j, "model_type", src, "llama|qwen2|qwen3|mistral");
-  static const std::set<std::string> supported = {"llama", "qwen2", "qwen3", "mistral"};
+  c.model_type = get_required<std::string>(j, "model_type", src, "llama|qwen2|qwen3|mistral|qwen3_moe|mixtral");
+  static const std::set<std::string> supported = {"llama", "qwen2", "qwen3", "mistral", "qwen3_moe", "mixtral"};
   if (!supported.count(c.model_type))
-    throw Error("unsupported model_type '" + c.model_type + "'").file(src).key("model_type").expected("llama|qwen2|qwen3|mistral");
+    throw Error("unsupported model_type '" + c.model_type + "'").file(src).key("model_type")
+        .expected("llama|qwen2|qwen3|mistral|qwen3_moe|mixtral");
   c.vocab_size = get_required<int64_t>(j, "vocab_size", src, "integer");
   c.hidden_size = get_required<int64_t>(j, "hidden_size", src, "integer");
   c.intermediate_size = get_required<int64_t>(j, "intermediate_size", src, "integer");
@@ -115,10 +147,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   c.o_bias = c.model_type != "qwen2" && attention_bias;
   c.mlp_bias = get_or<bool>(j, "mlp_bias", false, src, "bool");
   // Qwen3 (transformers' Qwen3Attention): q_norm/k_norm over head_dim, attention_bias as Llama's.
-  c.qk_norm = c.model_type == "qwen3";
+  c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
+  parse_moe(j, src, c);
   // Sliding-window attention is not modelled: keep the window so that the forward can refuse
   // sequences longer than it, where full attention would give different results.
-  const bool window_on = c.model_type == "mistral" || get_or<bool>(j, "use_sliding_window", false, src, "bool");
+  const bool window_on = c.model_type == "mistral" || c.model_type == "mixtral" ||
+                         get_or<bool>(j, "use_sliding_window", false, src, "bool");
   if (window_on && j.contains("sliding_window") && !j["sliding_window"].is_null())
     c.sliding_window = get_required<int64_t>(j, "sliding_window", src, "integer or null");
   c.dtype = get_or<std::string>(j, "dtype", get_or<std::string>(j, "torch_dtype", "float32", src, "string"), src, "string");
@@ -152,12 +186,24 @@ json ModelConfig::to_json() const {
   return j;
 }
 
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+  // transformers' Qwen3MoeDecoderLayer: sparse unless listed in mlp_only_layers, every
+  // decoder_sparse_step-th layer; Mixtral: every layer.
+  if (num_experts <= 0) return false;
+  for (auto l : mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % decoder_sparse_step == 0;
+}
+
 int64_t ModelConfig::num_parameters() const {
   const int64_t h = hidden_size, q = num_attention_heads * head_dim, kv = num_key_value_heads * head_dim;
   int64_t attn = h * q + 2 * h * kv + q * h + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? h : 0);
   int64_t mlp = 3 * h * intermediate_size + (mlp_bias ? 2 * intermediate_size + h : 0);
-  int64_t per_layer = attn + mlp + 2 * h + (qk_norm ? 2 * head_dim : 0);
-  return num_hidden_layers * per_layer + vocab_size * h * (tie_word_embeddings ? 1 : 2) + h;
+  int64_t moe = num_experts * 3 * h * moe_intermediate_size + h * num_experts;  // experts and router
+  int64_t n = vocab_size * h * (tie_word_embeddings ? 1 : 2) + h;
+  for (int64_t layer = 0; layer < num_hidden_layers; ++layer)
+    n += attn + (is_moe_layer(layer) ? moe : mlp) + 2 * h + (qk_norm ? 2 * head_dim : 0);
+  return n;
 }
 
 }  // namespace qtrain::model

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace qtrain::model {
 
@@ -22,7 +23,7 @@ struct RopeConfig {
 };
 
 struct ModelConfig {
-  std::string model_type;  // llama | qwen2 | qwen3 | mistral
+  std::string model_type;  // llama | qwen2 | qwen3 | mistral | qwen3_moe | mixtral
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -38,6 +39,19 @@ struct ModelConfig {
   bool o_bias = false;    // bias on o_proj (Llama's attention_bias)
   bool mlp_bias = false;
   bool qk_norm = false;   // RMSNorm over head_dim on each query and key head before rotary (Qwen3)
+  // Mixture of experts (model/moe.h): 0 experts = dense. Qwen3-MoE reads num_experts (or
+  // num_local_experts, which transformers >= 5.1 writes), num_experts_per_tok,
+  // moe_intermediate_size, norm_topk_prob, decoder_sparse_step, mlp_only_layers; Mixtral
+  // num_local_experts, num_experts_per_tok (intermediate_size is an expert's; top-k always
+  // renormalised; every layer sparse).
+  int64_t num_experts = 0;
+  int64_t num_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;
+  bool norm_topk_prob = false;
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
+  double router_aux_loss_coef = 0.0;  // as the checkpoint's config says (HF's default 0.001)
+  bool is_moe_layer(int64_t layer) const;
   std::optional<int64_t> sliding_window;  // set when the checkpoint uses sliding-window attention
   std::string dtype = "float32";  // dtype of the stored weights, as config.json names it
 
@@ -50,6 +64,7 @@ struct ModelConfig {
   nlohmann::json to_json() const;
 
   int64_t kv_groups() const { return num_attention_heads / num_key_value_heads; }
+  bool is_moe() const { return num_experts > 0; }
   int64_t num_parameters() const;
   // Those outside the decoder layers: embeddings, lm_head when untied, the final norm.
   int64_t root_parameters() const { return vocab_size * hidden_size * (tie_word_embeddings ? 1 : 2) + hidden_size; }

@@ -3,6 +3,7 @@
 
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/strings.h"
 
 namespace qtrain::prune {
 
@@ -18,9 +19,6 @@ model::ModelConfig compacted_config(const model::ModelConfig& config, const Stru
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string module_of(const std::string& parameter) { return parameter.substr(0, parameter.rfind('.')); }
 

@@ -1,6 +1,7 @@
 // GPTQ column loop, Hessian collection and the layer-sequential driver.
 #include "quant/gptq.h"
 
+#include <cstdio>
 #include <map>
 #include <regex>
 
@@ -120,8 +121,9 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
   return r;
 }
 
-void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
-              const std::function<std::shared_ptr<void>(int)>& hold) {
+GptqSummary run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
+                     const std::function<std::shared_ptr<void>(int)>& hold) {
+  GptqSummary summary;
   auto layers = fake_quant_layers(model);
   static const std::regex layer_index(R"(^model\.layers\.(\d+)\.)");
   std::map<int64_t, std::vector<std::string>> by_layer;  // decoder layer -> linears (lm_head: -1 -> last)
@@ -159,9 +161,18 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       allreduce_host(H);
       double n = static_cast<double>(counts[name]);
       dist::allreduce_sum(&n, 1);
-      QT_REQUIRE(n > 0, "GPTQ saw no calibration input for " + name);
-      H.mul_(2.0 / n);
       auto* linear = modules[name]->as<model::LinearImpl>();
+      summary.tokens[name] = static_cast<int64_t>(n);
+      if (n < static_cast<double>(linear->weight.size(1))) {
+        summary.round_to_nearest.push_back(name);
+        if (dist::is_main())
+          std::fprintf(stderr,
+                       "qtrain: warning: GPTQ: %s saw %lld calibration tokens, fewer than its %lld input columns; it keeps "
+                       "round-to-nearest scales (more quant.calibration_sequences route more tokens to it)\n",
+                       name.c_str(), static_cast<long long>(n), static_cast<long long>(linear->weight.size(1)));
+        continue;
+      }
+      H.mul_(2.0 / n);
       auto* fq = layers[name];
       auto result = gptq_quantize(linear->weight, H, *fq->scheme().weights, options, fq->scale_dtype(), globals[name]);
       torch::NoGradGuard no_grad;
@@ -169,6 +180,7 @@ void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std:
       fq->weights().set(result.qparams);
     }
   }
+  return summary;
 }
 
 }  // namespace qtrain::quant

@@ -11,6 +11,9 @@
 // scale fixed before the layer (its fused group's, from the weights before GPTQ changed them).
 #pragma once
 #include <functional>
+#include <map>
+#include <string>
+#include <vector>
 #include <memory>
 
 #include "model/causal_lm.h"
@@ -23,6 +26,15 @@ struct GptqOptions {
   double dampening = 0.01;
   int64_t block_size = 128;
   bool act_order = true;
+};
+
+// What run_gptq saw: the calibration tokens that reached each quantized linear (summed over
+// ranks; an expert of a mixture sees only those routed to it), and the linears that saw fewer
+// than their input columns (a Hessian of lower rank than the weight: an expert seldom routed
+// to), which keep round-to-nearest min-max scales instead; rank 0 warns about each.
+struct GptqSummary {
+  std::map<std::string, int64_t> tokens;
+  std::vector<std::string> round_to_nearest;
 };
 
 struct GptqResult {
@@ -42,7 +54,7 @@ GptqResult gptq_quantize(const torch::Tensor& weight, const torch::Tensor& hessi
 // are collected (summed over ranks) from the calibration batches with the earlier layers
 // already quantized, then each weight is replaced by its GPTQ result and its scales fixed.
 // `hold`: HoldLayer (ptq.h), for a sharded model.
-void run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
-              const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
+GptqSummary run_gptq(model::CausalLMImpl& model, const GptqOptions& options, const std::function<void()>& run_batches,
+                     const std::function<std::shared_ptr<void>(int)>& hold = nullptr);
 
 }  // namespace qtrain::quant

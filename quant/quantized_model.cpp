@@ -47,7 +47,17 @@ std::string fused_group(const std::string& name) {
     if (name.size() > m.size() && name.compare(name.size() - m.size(), m.size(), m) == 0)
       return name.substr(0, name.size() - m.size()) + "gate_up";
   }
+  for (const auto* member : {".w1", ".w3"})  // Mixtral's experts: w1 gate, w3 up
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, member) == 0) return name.substr(0, name.size() - 3) + ".w13";
   return name;
+}
+
+// A mixture of experts' router (Qwen3-MoE mlp.gate, Mixtral block_sparse_moe.gate): it stays
+// in floating point unless a rule names it exactly (engines keep it unquantized).
+bool is_router(const std::string& name) {
+  for (const std::string suffix : {".mlp.gate", ".block_sparse_moe.gate"})
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) return true;
+  return false;
 }
 
 FakeQuantLinear* fake_quant_layers_of(model::LinearImpl* linear) {
@@ -64,7 +74,7 @@ std::map<std::string, Scheme> assign_schemes(model::CausalLMImpl& model, const s
     const auto& name = item.key();
     Scheme scheme = preset_scheme("none");
     for (const auto& rule : rules)
-      if (pattern_matches(rule.pattern, name)) {
+      if (pattern_matches(rule.pattern, name) && (!is_router(name) || rule.pattern == name)) {
         scheme = rule.scheme;
         break;
       }

@@ -4,7 +4,9 @@
 // exact name ("lm_head") or "re:" + a regular expression matched at the start of the name
 // (as compressed-tensors / vLLM match: Python's re.match), e.g.
 //   ["lm_head=none", "re:.*mlp\\..*=w4a16-g128", "re:.*self_attn\\..*=w8a8"]
-// Layers that inference engines fuse (q/k/v, gate/up) must share one scheme.
+// Layers that inference engines fuse (q/k/v, gate/up, Mixtral's w1/w3) must share one scheme.
+// A mixture of experts' router (mlp.gate, block_sparse_moe.gate) is quantized only by a rule
+// that names it exactly; regular expressions pass it by.
 #pragma once
 #include <functional>
 #include <map>

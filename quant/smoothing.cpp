@@ -33,9 +33,11 @@ std::vector<SmoothingPair> smoothing_pairs(model::CausalLMImpl& model) {
     auto* layer = item->as<model::DecoderLayerImpl>();
     const std::string prefix = "model.layers." + std::to_string(index++) + ".";
     auto& attn = *layer->self_attn;
-    auto& mlp = *layer->mlp;
     add_pair(pairs, prefix + "input_layernorm", layer->input_layernorm->weight, {},
              {attn.q_proj.get(), attn.k_proj.get(), attn.v_proj.get()});
+    // A sparse MLP's norm feeds the router and every expert: not smoothed (yet).
+    if (!layer->mlp) continue;
+    auto& mlp = *layer->mlp;
     add_pair(pairs, prefix + "post_attention_layernorm", layer->post_attention_layernorm->weight, {},
              {mlp.gate_proj.get(), mlp.up_proj.get()});
     add_pair(pairs, prefix + "mlp.up_proj", mlp.up_proj->weight, mlp.up_proj->bias, {mlp.down_proj.get()});

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "model/layers.h"
 #include "quant/model_state.h"
+#include "common/strings.h"
 
 namespace qtrain::trainer {
 
@@ -14,9 +15,6 @@ constexpr int64_t kAlign = 64;  // elements: 256 bytes, so every view starts ali
 
 int64_t padded(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 }  // namespace
 
 bool is_decayed(const std::string& name) {

@@ -14,14 +14,12 @@
 #include "quant/kv_cache_quant.h"
 #include "quant/quantized_model.h"
 #include "trainer/quantization.h"
+#include "common/strings.h"
 
 namespace qtrain::trainer {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Group-wise weight quantization of a linear whose input columns are pruned: the compacted
 // matrix must still split into whole groups, and the scales must follow the weights
@@ -115,6 +113,10 @@ std::unique_ptr<StudentPruning> StudentPruning::attach(const config::PruneSectio
                                                        const config::QuantSection& quant, const CalibrationData& data,
                                                        model::CausalLM student, torch::ScalarType compute_dtype) {
   if (!prune.enabled()) return nullptr;
+  if (student->config().is_moe())
+    throw Error("structured pruning of mixture-of-experts models (" + student->config().model_type + ") is not implemented")
+        .key(prune.mlp_sparsity > 0 ? "prune.mlp_sparsity" : "prune.heads_sparsity")
+        .expected("0 for a mixture-of-experts student");
   check_targets(prune, student->config());
   check_quantization_fits(prune, quant, *student);
   return std::unique_ptr<StudentPruning>(new StudentPruning(prune, data, std::move(student), compute_dtype));

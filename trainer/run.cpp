@@ -255,6 +255,7 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
                       {"tokens_per_second", tokens_per_second},      {"peak_memory_bytes", memory},
                       {"skipped_steps", skipped_total},              {"buckets_overlapped", r.buckets_overlapped}};
   if (mfu > 0) j["mfu"] = mfu;
+  if (r.router > 0) j["loss_router"] = r.router;
   if (r.skipped) j["skipped"] = true;
   return j;
 }

@@ -31,7 +31,8 @@ int64_t accumulate_micro_batches(StepContext& ctx, const data::StepBatch& batch,
     auto total = terms.total;
     if (ctx.inject_nan && dist::rank() == 0) total = total * std::numeric_limits<double>::quiet_NaN();
     (total / static_cast<double>(k)).backward();
-    device_sums += torch::stack({total.detach(), terms.ce.detach(), terms.kd.detach(), terms.hidden.detach()})
+    device_sums += torch::stack({total.detach(), terms.ce.detach(), terms.kd.detach(), terms.hidden.detach(),
+                                 terms.router.detach()})
                        .to(torch::kFloat64);
     tokens += ids.numel();
   }
@@ -45,7 +46,7 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
   const auto k = static_cast<int64_t>(batch.micro_batches.size());
   ctx.flat.zero_grad();
   // Loss terms stay on the device until the step ends: one host sync per step, not per micro-batch.
-  auto device_sums = torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(ctx.device));
+  auto device_sums = torch::zeros({5}, torch::TensorOptions().dtype(torch::kFloat64).device(ctx.device));
   const int64_t tokens = accumulate_micro_batches(ctx, batch, device_sums);
   if (ctx.pruning) ctx.pruning->mask_gradients(ctx.flat);  // pruned weights, zero moments: no update at all
   // ZeRO-1/2/3: each rank holds only its segments' gradients; their squared norms are summed
@@ -56,21 +57,22 @@ StepResult train_step(StepContext& ctx, const data::StepBatch& batch, double lr)
     for (const auto& g : ctx.optimizer.owned_grads())
       squares += at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat64).square();
   const auto host_sums = torch::cat({device_sums, squares}).cpu();
-  double sums[6];
-  for (int i = 0; i < 4; ++i) sums[i] = host_sums[i].item<double>();
-  sums[4] = static_cast<double>(tokens);
-  sums[5] = host_sums[4].item<double>();
-  dist::allreduce_sum(sums, 6);
+  double sums[7];
+  for (int i = 0; i < 5; ++i) sums[i] = host_sums[i].item<double>();
+  sums[5] = static_cast<double>(tokens);
+  sums[6] = host_sums[5].item<double>();
+  dist::allreduce_sum(sums, 7);
   const double micro_batches = static_cast<double>(k * dist::world_size());
   StepResult r;
   r.total = sums[0] / micro_batches;
   r.ce = sums[1] / micro_batches;
   r.kd = sums[2] / micro_batches;
   r.hidden = sums[3] / micro_batches;
-  r.tokens = static_cast<int64_t>(sums[4]);
+  r.router = sums[4] / micro_batches;
+  r.tokens = static_cast<int64_t>(sums[5]);
   r.buckets_overlapped = ctx.grad_sync.launched_during_backward();
   // Not sharded, gradients are identical on every rank after the all-reduce, so is their norm.
-  r.grad_norm = sharded ? std::sqrt(sums[5]) : ctx.flat.grads().norm().item<double>();
+  r.grad_norm = sharded ? std::sqrt(sums[6]) : ctx.flat.grads().norm().item<double>();
   r.skipped = !std::isfinite(r.total) || !std::isfinite(r.grad_norm);
   if (r.skipped) return r;
   if (ctx.grad_clip > 0 && r.grad_norm > ctx.grad_clip)

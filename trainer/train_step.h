@@ -39,6 +39,7 @@ struct StepContext {
 
 struct StepResult {
   double total = 0, ce = 0, kd = 0, hidden = 0;  // averaged over all ranks' micro-batches
+  double router = 0;  // the load-balancing loss, unweighted (0 unless distill.router_aux_loss > 0)
   double grad_norm = 0;                          // before clipping
   bool skipped = false;                          // non-finite loss or gradient: no update
   int buckets_overlapped = 0;                    // all-reduces launched during backward

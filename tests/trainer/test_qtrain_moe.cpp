@@ -1,0 +1,110 @@
+// Mixture-of-experts students through the whole job (tests/fixtures/moe_reference: a Mixtral
+// and a Qwen3-MoE teacher, each distilled into a copy): KD on the logits with w4a16 QAT of
+// every expert (routers stay in floating point), replicated (stage 0) and sharded (stage 3)
+// on 2 ranks: the same per-step losses within 1e-6 relative (the tolerance of
+// test_qtrain_zero.cpp), and an export whose perplexity equals the student's within 1e-4
+// (fp32 export); with the load-balancing loss on (distill.router_aux_loss, stages 0-2) the
+// loss differs from the run without it by that term. Structured pruning of a mixture, the
+// load-balancing loss at stage 3 and on a dense student are refused with the key.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_util.h"
+
+namespace qtrain {
+namespace {
+
+using testing::run_tool;
+
+std::string moe_job(const std::string& family) {
+  return "--config tests/fixtures/train_tiny.yaml --set model.teacher=tests/fixtures/moe_reference/" + family +
+         " --set model.student=copy --set \"model.student_overrides=[]\" --set distill.gamma=0 --set distill.alpha=0.5 "
+         "--set training.steps=4 --set checkpoint.every_steps=4 "
+         "--set quant.export_dtype=fp32 --set \"quant.rules=[lm_head=none, 're:.*=w4a16-g16']\" ";
+}
+
+class QtrainMoe : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QtrainMoe, QatAndKdAtStages0And3ExportTheStudent) {
+  const auto dir = testing::scratch_dir();
+  std::map<std::string, std::map<int64_t, nlohmann::json>> steps;
+  for (const std::string stage : {"0", "3"}) {
+    const auto out = dir / ("zero" + stage);
+    const auto r = run_tool(dir, "qtrain", moe_job(GetParam()) + "--set parallel.zero_stage=" + stage +
+                                               " --set run.output_dir=" + out.string(),
+                            testing::mpirun(2));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto line = r.out.find("fake-quant student ");
+    ASSERT_NE(line, std::string::npos) << r.out;
+    double student = 0, exported = 0;
+    ASSERT_EQ(std::sscanf(r.out.c_str() + line, "fake-quant student %lf, exported integer checkpoint %lf", &student,
+                          &exported), 2);
+    EXPECT_NEAR(exported, student, 1e-4 * student) << "stage " << stage;
+    steps[stage] = testing::step_records(out);
+    const auto config = nlohmann::json::parse(testing::read_text(out / "export/config.json"));
+    for (const auto& ignored : config["quantization_config"]["ignore"])
+      if (ignored.get<std::string>() == "model.layers.0.mlp.gate" ||
+          ignored.get<std::string>() == "model.layers.0.block_sparse_moe.gate")
+        steps[stage + "_router_ignored"] = {};
+    EXPECT_TRUE(steps.count(stage + "_router_ignored")) << "the router is not in quantization_config.ignore";
+  }
+  ASSERT_EQ(steps["0"].size(), 4u);
+  ASSERT_EQ(steps["3"].size(), 4u);
+  for (const auto& [step, record] : steps["0"]) {
+    const double x = record["loss"], y = steps["3"].at(step)["loss"];
+    EXPECT_NEAR(x, y, 1e-6 * std::abs(x)) << "step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, QtrainMoe, ::testing::Values("mixtral", "qwen3_moe"),
+                         [](const auto& info) { return info.param; });
+
+// The load-balancing loss is part of the optimised loss: at step 1 (same weights) the logged
+// loss grows by 0.5 x the term (about top_k = 2 near balance), and training still exports.
+TEST(QtrainMoeAuxLoss, AddsTheWeightedTermAtStage1) {
+  const auto dir = testing::scratch_dir();
+  std::map<std::string, double> first;
+  for (const std::string weight : {"0", "0.5"}) {
+    const auto out = dir / ("aux" + weight);
+    const auto r = run_tool(dir, "qtrain", moe_job("mixtral") + "--set parallel.zero_stage=2 --set distill.router_aux_loss=" +
+                                               weight + " --set run.output_dir=" + out.string(),
+                            testing::mpirun(2));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto records = testing::step_records(out);
+    first[weight] = records.at(1)["loss"].get<double>();
+    if (weight != "0") first["logged"] = records.at(1)["loss_router"].get<double>();
+  }
+  const double term = (first["0.5"] - first["0"]) / 0.5;
+  EXPECT_NEAR(first["logged"], term, 1e-4 * term);  // metrics.jsonl's loss_router is that term
+  EXPECT_GT(term, 1.9);  // >= top_k, equality at perfect balance
+  EXPECT_LT(term, 4.0);  // at most top_k x experts / 2 for these 4 experts
+}
+
+TEST(QtrainMoeRefusals, AuxLossAtStage3NamesTheKey) {
+  const auto dir = testing::scratch_dir();
+  const auto r = run_tool(dir, "qtrain", moe_job("mixtral") + "--set distill.router_aux_loss=0.01 --set parallel.zero_stage=3 "
+                                             "--set run.output_dir=" + (dir / "run").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("distill.router_aux_loss"), std::string::npos) << r.err;
+}
+
+TEST(QtrainMoeRefusals, PruningAMixtureNamesTheKey) {
+  const auto dir = testing::scratch_dir();
+  const auto r = run_tool(dir, "qtrain", moe_job("mixtral") + "--set prune.mlp_sparsity=0.25 --set run.output_dir=" +
+                                             (dir / "run").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("prune.mlp_sparsity"), std::string::npos) << r.err;
+}
+
+TEST(QtrainMoeRefusals, RouterLossOnADenseStudentNamesTheKey) {
+  const auto dir = testing::scratch_dir();
+  const auto r = run_tool(dir, "qtrain", "--config tests/fixtures/train_tiny.yaml --set distill.router_aux_loss=0.01 "
+                                         "--set run.output_dir=" + (dir / "run").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("distill.router_aux_loss"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace qtrain
