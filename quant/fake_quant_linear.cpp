@@ -51,13 +51,14 @@ torch::Tensor group_global_scale(const torch::Tensor& weight, const std::vector<
 
 }  // namespace
 
-void FakeQuantLinear::share_global_scale(model::LinearImpl& self, const std::vector<model::LinearImpl*>& siblings) {
+void FakeQuantLinear::share_global_scale(model::LinearImpl& self, const std::vector<model::LinearImpl*>& siblings,
+                                         bool restart_learned) {
   if (!weights_ || !weights_->args().has_global_scale()) return;
   weights_->set_global_scale_source([siblings](const torch::Tensor& weight) { return group_global_scale(weight, siblings); });
   // A learned scale was initialised under the layer's own global scale (the weight quantizer
   // was fixed from the start): again, under the group's. A ZeRO-3 skeleton has no values
   // yet; its start-up (trainer/session.cpp) sets each layer's own.
-  if (weights_->learned() && model::materialised(self.weight))
+  if (restart_learned && weights_->learned() && model::materialised(self.weight))
     weights_->set(compute_qparams(self.weight.detach(), *scheme_.weights, options_.scale_dtype,
                                   group_global_scale(self.weight, siblings)));
 }

@@ -50,7 +50,10 @@ class FakeQuantLinear : public model::LinearWrapper {
   // layer wraps, and its q/k/v or gate/up `siblings`, raw pointers into the same model) share
   // one global scale, from the largest absmax among them (state name weight_global_scale;
   // input_global_scale for activations). Learned scales start again under it.
-  void share_global_scale(model::LinearImpl& self, const std::vector<model::LinearImpl*>& siblings);
+  // `restart_learned` false keeps learned scales as they are (a pruned export's compacted
+  // layers, which carry the trained ones).
+  void share_global_scale(model::LinearImpl& self, const std::vector<model::LinearImpl*>& siblings,
+                          bool restart_learned = true);
   // Re-reads the flags after the state was loaded from a checkpoint.
   void refresh_from_buffers();
 

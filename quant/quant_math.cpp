@@ -127,7 +127,9 @@ torch::Tensor global_scale_of(const torch::Tensor& x) {
 }
 
 torch::Tensor round_scale(const torch::Tensor& scale, const QuantArgs& a, torch::ScalarType scale_dtype) {
-  if (a.has_global_scale()) return round_to_fp8_e4m3(scale.clamp(-kFp8E4M3Max, kFp8E4M3Max));
+  // Within E4M3's positive range: from its smallest subnormal, 2^-9 (a learned scale that
+  // rounded to 0 would divide by zero), to 448.
+  if (a.has_global_scale()) return round_to_fp8_e4m3(scale.clamp(std::ldexp(1.0, -9), kFp8E4M3Max));
   QT_REQUIRE(!a.has_power_of_two_scales(), "power-of-two (E8M0) scales are not learned");
   return scale.to(scale_dtype).to(torch::kFloat32);
 }

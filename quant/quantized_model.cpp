@@ -105,7 +105,7 @@ void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, S
   share_fused_global_scales(model);
 }
 
-void share_fused_global_scales(model::CausalLMImpl& model) {
+void share_fused_global_scales(model::CausalLMImpl& model, bool restart_learned) {
   auto modules = model.named_modules("", false);
   std::map<std::string, std::vector<std::string>> groups;
   for (const auto& [name, layer] : fake_quant_layers(model)) groups[fused_group(name)].push_back(name);
@@ -116,7 +116,7 @@ void share_fused_global_scales(model::CausalLMImpl& model) {
       for (const auto& other : names)
         if (other != name) others.push_back(modules[other]->as<model::LinearImpl>());
       auto* self = modules[name]->as<model::LinearImpl>();
-      fake_quant_layers_of(self)->share_global_scale(*self, others);
+      fake_quant_layers_of(self)->share_global_scale(*self, others, restart_learned);
     }
   }
 }

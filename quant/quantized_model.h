@@ -38,7 +38,9 @@ void attach_fake_quant(model::CausalLMImpl& model, const std::map<std::string, S
 // NVFP4: each fake-quantized layer of a fused group (q/k/v, gate/up of one decoder layer)
 // takes the group's global scale (FakeQuantLinear::share_global_scale). attach_fake_quant
 // calls it; so must whoever replaces fake-quant layers (the pruned export).
-void share_fused_global_scales(model::CausalLMImpl& model);
+// `restart_learned`: FakeQuantLinear::share_global_scale's (false for layers that carry
+// trained scales already).
+void share_fused_global_scales(model::CausalLMImpl& model, bool restart_learned = true);
 
 // The fake-quantized linears of a model, by module name.
 std::map<std::string, FakeQuantLinear*> fake_quant_layers(model::CausalLMImpl& model);

@@ -272,7 +272,7 @@ void carry_fake_quant(model::CausalLMImpl& student, prune::CompactedModel& compa
     const auto source_rows = source_modules[name]->as<model::LinearImpl>()->weight.size(0);
     target->set_wrapper("quant", layer->compacted(target->weight, rows, source_rows));
   }
-  quant::share_fused_global_scales(*compacted.model);
+  quant::share_fused_global_scales(*compacted.model, /*restart_learned=*/false);  // the trained scales stay
 }
 
 }  // namespace

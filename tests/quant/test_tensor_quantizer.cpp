@@ -161,6 +161,13 @@ TEST(TensorQuantizer, Nvfp4ScalesLearnAndMxfp4ScalesAreRefused) {
   q.forward(w).pow(2).sum().backward();
   ASSERT_TRUE(q.scale.grad().defined());
   EXPECT_GT(q.scale.grad().abs().sum().item<float>(), 0.0f);
+  // A learned scale driven towards 0 stays at E4M3's smallest subnormal: no division by zero.
+  {
+    torch::NoGradGuard no_grad;
+    q.scale.fill_(1e-6);
+  }
+  EXPECT_FLOAT_EQ(q.qparams(w).scale.min().item<float>(), std::ldexp(1.0f, -9));
+  EXPECT_TRUE(torch::isfinite(q.forward(w)).all().item<bool>());
   const auto mx = *preset_scheme("mxfp4a16").weights;
   try {
     TensorQuantizer::for_weight(mx, learn, compute_qparams(w, mx));
