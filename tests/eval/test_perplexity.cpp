@@ -50,7 +50,8 @@ TEST_P(PerplexityParity, MatchesTransformersOnCuda) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, PerplexityParity,
-                         ::testing::Values("llama_gqa_llama3", "llama_headdim_tied", "qwen2_bias", "mistral_linear"));
+                         ::testing::Values("llama_gqa_llama3", "llama_headdim_tied", "qwen2_bias", "mistral_linear",
+                                           "qwen3_tied", "qwen3_untied", "qwen3_moe", "mixtral"));
 
 TEST(Perplexity, WindowCountDropsTheTailAndHonoursMax) {
   EXPECT_EQ(count_windows(64 * 24 + 13, 64, 0), 24);

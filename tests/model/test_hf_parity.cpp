@@ -38,7 +38,8 @@ TEST_P(HFParity, LogitsMatchTransformersOnCuda) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HFParity,
-                         ::testing::Values("llama_gqa_llama3", "llama_headdim_tied", "qwen2_bias", "mistral_linear"));
+                         ::testing::Values("llama_gqa_llama3", "llama_headdim_tied", "qwen2_bias", "mistral_linear",
+                                           "qwen3_tied", "qwen3_untied", "qwen3_moe", "mixtral"));
 
 TEST(HFParityConfig, FixturesExerciseTheFeaturesTheyClaim) {
   auto llama3 = ModelConfig::from_file(testing::fixture("llama_gqa_llama3/config.json").string());
