@@ -97,6 +97,10 @@ enum class Importance { activation, taylor, magnitude };
 QTRAIN_ENUM_NAMES(Importance, {Importance::activation, "activation"}, {Importance::taylor, "taylor"},
                   {Importance::magnitude, "magnitude"});
 
+// prune.layer_importance: how whole decoder layers are ranked (depth pruning).
+enum class LayerImportance { cosine, loss };
+QTRAIN_ENUM_NAMES(LayerImportance, {LayerImportance::cosine, "cosine"}, {LayerImportance::loss, "loss"});
+
 // prune.schedule: all at once, or a cubic ramp.
 enum class PruneSchedule { oneshot, gradual };
 QTRAIN_ENUM_NAMES(PruneSchedule, {PruneSchedule::oneshot, "oneshot"}, {PruneSchedule::gradual, "gradual"});

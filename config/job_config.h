@@ -205,7 +205,11 @@ struct QuantSection {
 struct PruneSection {
   double mlp_sparsity = 0.0;
   double heads_sparsity = 0.0;
+  double layer_sparsity = 0.0;
+  double hidden_sparsity = 0.0;
+  double expert_sparsity = 0.0;
   Importance importance = Importance::activation;
+  LayerImportance layer_importance = LayerImportance::cosine;
   PruneSchedule schedule = PruneSchedule::oneshot;
   std::int64_t start_step = 0;
   std::int64_t end_step = 0;
@@ -214,18 +218,24 @@ struct PruneSection {
   std::int64_t calibration_sequences = 16;
   bool export_at_end = true;
 
-  bool enabled() const { return mlp_sparsity > 0 || heads_sparsity > 0; }
+  bool enabled() const {
+    return mlp_sparsity > 0 || heads_sparsity > 0 || layer_sparsity > 0 || hidden_sparsity > 0 || expert_sparsity > 0;
+  }
 
   template <class V>
   void visit(V& v) {
     v.field("mlp_sparsity", mlp_sparsity, "Target fraction of MLP intermediate channels removed in every layer (kept count rounded to `multiple`)", Range{0, 1});
     v.field("heads_sparsity", heads_sparsity, "Target fraction of KV groups (a kv head and its query heads) removed in every layer", Range{0, 1});
-    v.field("importance", importance, "How channels and heads are ranked: activation (mean |activation| on calibration batches, Minitron), taylor (sum of |w * grad| of the loss), magnitude (L2 norm of the weights)");
+    v.field("layer_sparsity", layer_sparsity, "Depth: target fraction of whole decoder layers removed (kept count rounded to the nearest layer; Minitron, ShortGPT)", Range{0, 1});
+    v.field("hidden_sparsity", hidden_sparsity, "Width of the residual stream: target fraction of the hidden_size (embedding) channels removed, from every norm and linear that reads or writes them (kept count rounded to `multiple`; Minitron)", Range{0, 1});
+    v.field("expert_sparsity", expert_sparsity, "Mixtures of experts: target fraction of the experts removed in every sparse layer, with their router rows (at least num_experts_per_tok kept)", Range{0, 1});
+    v.field("importance", importance, "How channels, heads, experts and hidden channels are ranked: activation (mean |activation| on calibration batches, Minitron; an expert's mean routed contribution), taylor (sum of |w * grad| of the loss), magnitude (L2 norm of the weights)");
+    v.field("layer_importance", layer_importance, "How decoder layers are ranked: cosine (ShortGPT's block influence, 1 - mean cosine of the hidden state before and after the layer) or loss (Minitron: the calibration loss of the model without the layer, one forward per layer)");
     v.field("schedule", schedule, "oneshot: the target at start_step; gradual: cubic ramp from 0 at start_step to the target at end_step (Zhu & Gupta 2017), every every_steps");
     v.field("start_step", start_step, "Optimizer steps done before the (first) pruning; 0 = before training starts", at_least(0));
     v.field("end_step", end_step, "gradual: the step at which the target sparsity is reached", at_least(0));
     v.field("every_steps", every_steps, "gradual: recompute importance and grow the masks every N steps", at_least(1));
-    v.field("multiple", multiple, "Kept MLP channels are a multiple of this (tensor-core friendly GEMMs); with group-wise weight quantization of down_proj, a multiple of its group size", at_least(1));
+    v.field("multiple", multiple, "Kept MLP channels and kept hidden channels are a multiple of this (tensor-core friendly GEMMs); with group-wise weight quantization of the linears that read them, a multiple of its group size", at_least(1));
     v.field("calibration_sequences", calibration_sequences, "Sequences of data.seq_len tokens (the start of data.train, split over ranks) over which activation and taylor importance are measured", at_least(1));
     v.field("export_at_end", export_at_end, "Export the pruned (and, with quant.rules, quantized) checkpoint to run.output_dir/export after the last step, and evaluate it");
   }

@@ -102,7 +102,10 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
   }
   terms.total = terms.total + options_.gamma * terms.hidden;
   if (!routings.empty()) {
-    terms.router = model::load_balancing_loss(routings, student_->config().num_experts);
+    // With pruned experts (prune.expert_sparsity), the count the model without them has.
+    const auto& kept = model::sparse_layers(*student_).front()->kept_experts();
+    const int64_t experts = kept.defined() ? kept.sum().item<int64_t>() : student_->config().num_experts;
+    terms.router = model::load_balancing_loss(routings, experts);
     terms.total = terms.total + options_.router_aux_loss * terms.router;
   }
   return terms;

@@ -34,7 +34,10 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& input_ids, std::v
   int64_t index = 0;
   for (const auto& module : *model->layers) {
     auto layer = std::dynamic_pointer_cast<DecoderLayerImpl>(module);
-    if (layer_runner_) {
+    if (index == skipped_layer) {
+      QT_REQUIRE(!cache, "a skipped layer with a KV cache");
+      if (layer_runner_) h = layer_runner_(index, h, [](const torch::Tensor& x) { return x; });
+    } else if (layer_runner_) {
       // Captured by value: a runner may call it again after this function has returned.
       const LayerForward forward = [layer, cos = cos, sin = sin, cache, index](const torch::Tensor& x) {
         return layer->forward(x, cos, sin, cache, index);

@@ -53,6 +53,10 @@ class CausalLMImpl : public torch::nn::Module {
   torch::Tensor logits(const torch::Tensor& hidden);
   const torch::Tensor& lm_head_weight() const;
   void set_layer_runner(LayerRunner runner) { layer_runner_ = std::move(runner); }
+  // A decoder layer whose forward is the identity (its output is its input), -1 for none:
+  // the model without that layer, for depth-pruning importance (prune/importance.h).
+  // Its weights are still gathered as usual (a layer runner sees the layer as run).
+  int64_t skipped_layer = -1;
 
   const ModelConfig& config() const { return config_; }
   DecoderStack model{nullptr};

@@ -81,16 +81,19 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const bool all_dims = kept_dims == 0 || kept_dims == weight.numel();
 #if QTRAIN_WITH_CUDA
-  if (x.is_cuda() && cuda::fused_layers_allowed() && cuda::fused_rms_norm_applies(x, weight))
+  if (all_dims && x.is_cuda() && cuda::fused_layers_allowed() && cuda::fused_rms_norm_applies(x, weight))
     return cuda::fused_rms_norm(x, weight, eps);  // one kernel (model/cuda/rms_norm_kernel.cu)
 #endif
-  return rms_norm_reference(x, weight, eps);
+  return rms_norm_reference(x, weight, eps, all_dims ? 0 : kept_dims);
 }
 
-torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps, int64_t dims) {
   auto h = x.to(torch::kFloat32);
-  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  const auto mean_square = dims > 0 ? h.pow(2).sum(-1, /*keepdim=*/true) / static_cast<double>(dims)
+                                    : h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * torch::rsqrt(mean_square + eps);
   return weight * h.to(x.scalar_type());
 }
 
@@ -161,7 +164,7 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t index) {
   self_attn = register_module("self_attn", Attention(c));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   if (c.is_moe_layer(index))
-    moe = register_module(c.model_type == "mixtral" ? "block_sparse_moe" : "mlp", std::make_shared<SparseMoeImpl>(c));
+    moe = register_module(SparseMoeImpl::checkpoint_name(c), std::make_shared<SparseMoeImpl>(c));
   else
     mlp = register_module("mlp", MLP(c));
 }

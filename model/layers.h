@@ -88,12 +88,16 @@ class RMSNormImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;
   double eps;
+  // Hidden-size pruning (prune/masks.h): the mean square is taken over this many channels
+  // (the kept ones; the others are zero), as in the model without the pruned ones. 0 = all.
+  int64_t kept_dims = 0;
 };
 TORCH_MODULE(RMSNorm);
 
 // The LibTorch forms of RMSNorm and of the SwiGLU product, the references that the fused CUDA
 // kernels (model/cuda/fused_layers.h, used on CUDA unless QTRAIN_MODEL_KERNELS=torch) are tested against.
-torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+// `dims` > 0: the mean square is the sum of squares over `dims` (RMSNormImpl::kept_dims).
+torch::Tensor rms_norm_reference(const torch::Tensor& x, const torch::Tensor& weight, double eps, int64_t dims = 0);
 torch::Tensor swiglu_reference(const torch::Tensor& gate, const torch::Tensor& up);  // silu(gate) * up
 
 // The names of an MLP's three linears in checkpoints: transformers' gate_proj/up_proj/

@@ -183,6 +183,18 @@ json ModelConfig::to_json() const {
   j["head_dim"] = head_dim;
   j["tie_word_embeddings"] = tie_word_embeddings;
   j[raw.contains("torch_dtype") && !raw.contains("dtype") ? "torch_dtype" : "dtype"] = dtype;
+  if (is_moe()) {  // under the key(s) the file used; parse_moe reads either
+    const bool mixtral = model_type == "mixtral";
+    if (mixtral || raw.contains("num_local_experts") || !raw.contains("num_experts")) j["num_local_experts"] = num_experts;
+    if (!mixtral && raw.contains("num_experts")) j["num_experts"] = num_experts;
+    j["num_experts_per_tok"] = num_experts_per_tok;
+    if (!mixtral) {
+      j["moe_intermediate_size"] = moe_intermediate_size;
+      j["norm_topk_prob"] = norm_topk_prob;
+      j["decoder_sparse_step"] = decoder_sparse_step;
+      j["mlp_only_layers"] = mlp_only_layers;
+    }
+  }
   return j;
 }
 

@@ -2,6 +2,7 @@
 // and the load-balancing loss.
 #include "model/moe.h"
 
+#include <limits>
 #include <string>
 
 #include "common/error.h"
@@ -9,11 +10,15 @@
 
 namespace qtrain::model {
 
-SparseMoeImpl::SparseMoeImpl(const ModelConfig& c) : top_k(c.num_experts_per_tok), norm_topk_prob(c.norm_topk_prob) {
+const char* SparseMoeImpl::checkpoint_name(const ModelConfig& c) {
+  return c.model_type == "mixtral" ? "block_sparse_moe" : "mlp";
+}
+
+SparseMoeImpl::SparseMoeImpl(const ModelConfig& c)
+    : top_k(c.num_experts_per_tok), norm_topk_prob(c.norm_topk_prob), mixtral_(c.model_type == "mixtral") {
   QT_REQUIRE(c.is_moe(), "a sparse MLP for a dense config");
   gate = register_module("gate", Linear(c.hidden_size, c.num_experts, /*bias=*/false));
-  const bool mixtral = c.model_type == "mixtral";
-  const MlpNames names = mixtral ? MlpNames{"w1", "w3", "w2"} : MlpNames{};
+  const MlpNames names = expert_names();
   auto list = register_module("experts", torch::nn::ModuleList());
   for (int64_t e = 0; e < c.num_experts; ++e) {
     experts.emplace_back(c.hidden_size, c.moe_intermediate_size, /*bias=*/false, names);
@@ -21,10 +26,28 @@ SparseMoeImpl::SparseMoeImpl(const ModelConfig& c) : top_k(c.num_experts_per_tok
   }
 }
 
+void SparseMoeImpl::set_kept_experts(torch::Tensor kept) {
+  QT_REQUIRE(!kept.defined() || (kept.numel() == static_cast<int64_t>(experts.size()) &&
+                                 kept.sum().item<int64_t>() >= top_k),
+             "a sparse MLP must keep at least num_experts_per_tok experts");
+  kept_experts_ = kept.defined() ? kept.to(gate->weight.device(), torch::kBool) : kept;
+}
+
+void SparseMoeImpl::set_measure_contributions(bool on) {
+  measure_ = on;
+  measured_tokens_ = 0;
+  contributions_ = on ? torch::zeros({static_cast<int64_t>(experts.size())},
+                                     torch::dtype(torch::kFloat64).device(gate->weight.device()))
+                      : torch::Tensor();
+}
+
 torch::Tensor SparseMoeImpl::forward(const torch::Tensor& x) {
   const auto hidden = x.size(-1);
   const auto flat = x.reshape({-1, hidden});
-  const auto probabilities = torch::softmax(gate(flat).to(torch::kFloat32), /*dim=*/-1);
+  auto logits = gate(flat).to(torch::kFloat32);
+  if (kept_experts_.defined())
+    logits = logits.masked_fill(kept_experts_.logical_not(), -std::numeric_limits<float>::infinity());
+  const auto probabilities = torch::softmax(logits, /*dim=*/-1);
   auto [weights, selected] = torch::topk(probabilities, top_k, /*dim=*/-1);
   if (norm_topk_prob) weights = weights / weights.sum(-1, /*keepdim=*/true);
   weights = weights.to(x.scalar_type());
@@ -46,9 +69,12 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& x) {
     if (n == 0) continue;
     const auto tokens = token.narrow(0, start, n);
     // In expert order, as transformers adds them: each token's k outputs sum in that order.
-    out.index_add_(0, tokens, experts[e]->forward(flat.index_select(0, tokens)) * slot_weight.narrow(0, start, n));
+    const auto contribution = experts[e]->forward(flat.index_select(0, tokens)) * slot_weight.narrow(0, start, n);
+    out.index_add_(0, tokens, contribution);
+    if (measure_) contributions_[static_cast<int64_t>(e)] += contribution.detach().to(torch::kFloat64).norm(2, -1).sum();
     start += n;
   }
+  if (measure_) measured_tokens_ += flat.size(0);
   return out.reshape(x.sizes());
 }
 
@@ -67,7 +93,7 @@ torch::Tensor load_balancing_loss(const std::vector<Routing>& routings, int64_t 
     selected.push_back(r.selected);
   }
   const auto p = torch::cat(probabilities);                                                   // [N, E]
-  const auto mask = torch::one_hot(torch::cat(selected), experts).to(torch::kFloat32);        // [N, k, E]
+  const auto mask = torch::one_hot(torch::cat(selected), p.size(1)).to(torch::kFloat32);      // [N, k, E]
   const auto tokens_per_expert = mask.mean(0);                                                // [k, E]
   const auto router_prob_per_expert = p.mean(0);                                             // [E]
   return (tokens_per_expert * router_prob_per_expert.unsqueeze(0)).sum() * static_cast<double>(experts);

@@ -31,6 +31,26 @@ class SparseMoeImpl : public torch::nn::Module {
   int64_t top_k;
   bool norm_topk_prob;
 
+  // The module's name in its decoder layer ("mlp", Mixtral's "block_sparse_moe") and the
+  // names of its experts' linears.
+  static const char* checkpoint_name(const ModelConfig& c);
+  const char* checkpoint_name() const { return mixtral_ ? "block_sparse_moe" : "mlp"; }
+  MlpNames expert_names() const { return mixtral_ ? MlpNames{"w1", "w3", "w2"} : MlpNames{}; }
+
+  // Expert pruning (prune/masks.h): experts outside `kept` ([experts] bool) get a router
+  // logit of -inf, so that the softmax and the top-k run over the kept ones exactly as in
+  // the model without them. Undefined: all kept. Not saved (the masks are).
+  void set_kept_experts(torch::Tensor kept);
+  const torch::Tensor& kept_experts() const { return kept_experts_; }
+
+  // Pruning importance: while on, each forward adds, per expert, the sum over its routed
+  // tokens of routing weight x L2 norm of its output (its contribution to the layer's
+  // output) to contribution_sums() ([experts] fp64), and the tokens to measured_tokens().
+  // Turning it on zeroes both.
+  void set_measure_contributions(bool on);
+  const torch::Tensor& contribution_sums() const { return contributions_; }
+  int64_t measured_tokens() const { return measured_tokens_; }
+
   // Recording the routing (the load-balancing loss, calibration token counts).
   void set_record_routing(bool on) { record_ = on; }
   const Routing& last_routing() const { return last_; }
@@ -38,9 +58,12 @@ class SparseMoeImpl : public torch::nn::Module {
   const torch::Tensor& last_expert_tokens() const { return last_counts_; }
 
  private:
-  bool record_ = false;
+  bool record_ = false, mixtral_ = false, measure_ = false;
   Routing last_;
   torch::Tensor last_counts_;
+  torch::Tensor kept_experts_;
+  torch::Tensor contributions_;
+  int64_t measured_tokens_ = 0;
 };
 TORCH_MODULE(SparseMoe);
 
@@ -52,7 +75,8 @@ std::vector<SparseMoeImpl*> sparse_layers(CausalLMImpl& model);
 // computes it over the routings of all sparse layers, concatenated by token: experts times
 // the sum over experts of (the fraction of top-k slots routed to it, per slot) times (its
 // mean router probability). k at perfect balance; no attention mask (qtrain trains on full
-// windows).
+// windows). Pruned experts (probability 0, no tokens) add nothing: `experts` is the count the
+// model without them has.
 torch::Tensor load_balancing_loss(const std::vector<Routing>& routings, int64_t experts);
 
 }  // namespace qtrain::model

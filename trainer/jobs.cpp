@@ -103,10 +103,8 @@ int run_export(const ExportJob& job) {
     ck.restore("prune", pruning->state());
     pruning->restored();
     const auto e = export_pruned(*student, pruning->masks(), job.output, options);
-    std::printf("qtrain export: %s -> %s (pruned%s: %lld parameters; intermediate_size %lld, %lld attention heads, %lld "
-                "KV heads)\n",
-                job.checkpoint.c_str(), job.output.c_str(), e.quantized ? ", quantized" : "", (long long)e.parameters,
-                (long long)e.intermediate_size, (long long)e.attention_heads, (long long)e.kv_heads);
+    std::printf("qtrain export: %s -> %s (pruned%s: %s)\n", job.checkpoint.c_str(), job.output.c_str(),
+                e.quantized ? ", quantized" : "", describe(e).c_str());
     return 0;
   }
   const auto s = quant::export_compressed_tensors(*student, job.output, options);

@@ -1,5 +1,5 @@
 // The job's structured pruning of the student (config section `prune`, docs/pruning.md):
-// masks over KV groups and MLP channels grow on the schedule from importance measured on
+// masks over KV groups, MLP channels, experts, decoder layers and hidden channels grow on the schedule from importance measured on
 // calibration batches (the first prune.calibration_sequences of data.train, spread over the
 // ranks), hold through every optimizer step (pruned weights, their gradients and their AdamW
 // moments stay exactly zero), travel in checkpoints (prune.safetensors), and are removed for
@@ -57,11 +57,14 @@ class StudentPruning {
   const prune::StructuredMasksImpl& masks() const { return *masks_; }
   int64_t kept_channels() const { return masks_->kept_channels(); }
   int64_t kept_kv_groups() const { return masks_->kept_kv_groups(); }
+  const config::PruneSection& section() const { return section_; }
 
  private:
   StudentPruning(const config::PruneSection& prune, const CalibrationData& data, model::CausalLM student,
                  torch::ScalarType compute_dtype);
-  prune::Importance importance(distill::DistillLoss& loss, FlatParameters& flat);
+  // Scores of the width axes (`width`) and of the layers (`layers`).
+  prune::Importance importance(distill::DistillLoss& loss, FlatParameters& flat, bool width, bool layers);
+  prune::KeptCounts targets(int64_t step) const;  // the schedule's kept counts after `step`
   void refresh();  // masked tensors and the fake-quant layers' kept input columns
 
   config::PruneSection section_;
@@ -73,17 +76,22 @@ class StudentPruning {
   std::vector<prune::MaskedTensor> masked_;
 };
 
-// Makes the fake-quantized down_proj / o_proj of `student` multiply only the kept input
-// columns (quant::FakeQuantLinear::set_kept_inputs), so that their group-wise weight scales
+// Makes the fake-quantized down_proj / o_proj of `student`, and with hidden channels pruned
+// every linear that reads the residual stream, multiply only the kept input columns (quant::FakeQuantLinear::set_kept_inputs), so that their group-wise weight scales
 // and dynamic activation ranges are those of the compacted export; nothing without fake quant.
 void set_kept_inputs(model::CausalLMImpl& student, const prune::StructuredMasksImpl& masks);
 
 struct PrunedExport {
   bool quantized = false;
   int64_t parameters = 0;  // of the exported (compacted) model
-  int64_t intermediate_size = 0, attention_heads = 0, kv_heads = 0;
+  int64_t intermediate_size = 0, attention_heads = 0, kv_heads = 0, layers = 0, hidden_size = 0;
+  int64_t experts = 0;  // per sparse layer; 0 for a dense model
   std::vector<quant::LayerQuantError> errors;  // of the exported quantized linears, by name
 };
+
+// "N parameters; L layers, hidden_size H, intermediate_size I, A attention heads, K kv heads
+// (, E experts)".
+std::string describe(const PrunedExport& e);
 
 // Writes the student without its pruned structure to `dir`: in the compressed-tensors layout
 // (in options.dtype) when fake quantization is attached (the compacted layers carry its

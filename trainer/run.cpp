@@ -209,11 +209,8 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
     integer = summary.quantized;
     if (main) {
       results.exported(dir, summary.errors);
-      std::printf("qtrain: exported the pruned student%s (%lld parameters; intermediate_size %lld, %lld attention heads, "
-                  "%lld kv heads) to %s\n",
-                  summary.quantized ? ", quantized," : "", (long long)summary.parameters,
-                  (long long)summary.intermediate_size, (long long)summary.attention_heads, (long long)summary.kv_heads,
-                  dir.c_str());
+      std::printf("qtrain: exported the pruned student%s (%s) to %s\n", summary.quantized ? ", quantized," : "",
+                  describe(summary).c_str(), dir.c_str());
     }
   } else if (s.shards.student || main) {
     const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
@@ -326,8 +323,14 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
     if (!s.pruning || !s.pruning->due(step)) return;
     const auto gathered = s.shards.whole_models();
     const auto summary = s.pruning->update(step, *s.loss, *s.flat, *s.optimizer);
-    if (metrics) metrics->log(step, {{"kept_mlp_channels", s.pruning->kept_channels()},
-                                     {"kept_kv_groups", s.pruning->kept_kv_groups()}}, "prune");
+    if (metrics) {
+      const auto& masks = s.pruning->masks();
+      metrics->log(step, {{"kept_mlp_channels", s.pruning->kept_channels()},
+                          {"kept_kv_groups", s.pruning->kept_kv_groups()},
+                          {"kept_experts", masks.kept_experts()},
+                          {"kept_layers", masks.kept_layers()},
+                          {"kept_hidden", masks.kept_hidden()}}, "prune");
+    }
     if (main_rank) std::fprintf(stderr, "qtrain: %s\n", summary.c_str());
   };
   StepContext ctx{*s.loss, *s.flat, *s.grad_sync, *s.optimizer, s.device, job.training.grad_clip, false,

@@ -2,7 +2,10 @@
 // importance is the mean |h| of down_proj's input and the mean per-head norm of o_proj's
 // input, computed here by running the layers by hand; taylor importance is the sum of
 // |w * dL/dw| with gradients from torch::autograd::grad; and every kind ranks a unit whose
-// weights were scaled up above all others.
+// weights were scaled up above all others. Depth: a layer made the identity scores 0 by
+// cosine, and the loss importance of a layer (the model run without it) is the loss of the
+// model whose layer is masked out by its weights. Experts: the mean routed contribution,
+// against a dense computation (every expert on every token, the router's choice applied).
 #include <gtest/gtest.h>
 
 #include "common/error.h"
@@ -11,6 +14,8 @@
 #include "model/rope.h"
 #include "config/choices.h"
 #include "prune/importance.h"
+#include "prune/masks.h"
+#include "model/moe.h"
 #include "tests/test_util.h"
 
 namespace qtrain::prune {
@@ -34,9 +39,9 @@ double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 TEST(Importance, ActivationIsTheMeanAbsoluteMlpInputAndHeadOutputNorm) {
   auto m = fixture_model();
   const auto ids = torch::cat({batch(0), batch(1)}).narrow(1, 0, 32);
-  const auto scores = activation_importance(*m, [&] {
-    m->forward(ids.narrow(0, 0, 2));
-    m->forward(ids.narrow(0, 2, 2));
+  const auto scores = activation_importance(*m, [&](const std::function<void(const torch::Tensor&)>& on_batch) {
+    on_batch(ids.narrow(0, 0, 2));
+    on_batch(ids.narrow(0, 2, 2));
   });
   // By hand: the residual stream through each layer, the MLP's h = silu(gate(n)) * up(n).
   torch::NoGradGuard no_grad;
@@ -125,7 +130,9 @@ TEST(Importance, EveryKindRanksAScaledUpUnitFirst) {
     switch (kind) {
       case config::Importance::magnitude: scores = magnitude_importance(*m); break;
       case config::Importance::activation:
-        scores = activation_importance(*m, [&] { m->forward(batch(0).narrow(1, 0, 32)); });
+        scores = activation_importance(*m, [&](const std::function<void(const torch::Tensor&)>& on_batch) {
+          on_batch(batch(0).narrow(1, 0, 32));
+        });
         break;
       case config::Importance::taylor:
         scores = taylor_importance(*m, [&](const std::function<void()>& after_batch) {
@@ -139,6 +146,114 @@ TEST(Importance, EveryKindRanksAScaledUpUnitFirst) {
     EXPECT_EQ(scores.kv_groups[0].argmax().item<int64_t>(), 1);
     if (kind == config::Importance::magnitude)  // the norm of a unit scaled by 4 is 4 times its norm
       EXPECT_NEAR(scores.mlp_channels[0][17].item<double>(), 4 * before.mlp_channels[0][17].item<double>(), 1e-9);
+  }
+}
+
+
+ForwardPasses batches_of(const torch::Tensor& ids) {
+  return [ids](const std::function<void(const torch::Tensor&)>& on_batch) {
+    on_batch(ids.narrow(0, 0, 1));
+    on_batch(ids.narrow(0, 1, 1));
+  };
+}
+
+double mean_loss(model::CausalLMImpl& m, const torch::Tensor& windows) {
+  torch::NoGradGuard no_grad;
+  const auto logits = m.forward(windows.narrow(1, 0, 32));
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                              windows.narrow(1, 1, 32).reshape({-1}))
+      .item<double>();
+}
+
+TEST(Importance, LayersByCosineAndByTheLossWithoutThem) {
+  auto m = fixture_model();
+  const auto windows = batch(0);
+  {  // layer 1 made the identity: o_proj and down_proj at zero
+    torch::NoGradGuard no_grad;
+    auto& l1 = *m->model->layers[1]->as<model::DecoderLayerImpl>();
+    l1.self_attn->o_proj->weight.zero_();
+    l1.mlp->down_proj->weight.zero_();
+  }
+  const auto cosine = cosine_layer_importance(*m, batches_of(windows.narrow(1, 0, 32)));
+  ASSERT_EQ(cosine.numel(), 2);
+  EXPECT_NEAR(cosine[1].item<double>(), 0.0, 1e-6);
+  EXPECT_GT(cosine[0].item<double>(), 1e-3);
+  const auto candidates = torch::ones({2}, torch::kBool);
+  const auto loss = loss_layer_importance(*m, candidates, [&] { return std::pair{mean_loss(*m, windows), 64.0}; });
+  const double full = mean_loss(*m, windows);
+  EXPECT_NEAR(loss[1].item<double>(), full, 1e-6 * full);  // without an identity layer: the same model
+  EXPECT_EQ(m->skipped_layer, -1);
+  // Without layer 0: as the model whose layer 0 is masked out by the depth mask.
+  auto masked = fixture_model();
+  {
+    torch::NoGradGuard no_grad;
+    auto& l1 = *masked->model->layers[1]->as<model::DecoderLayerImpl>();
+    l1.self_attn->o_proj->weight.zero_();
+    l1.mlp->down_proj->weight.zero_();
+  }
+  StructuredMasks masks(masked->config(), torch::kCPU);
+  masks->depth[0] = false;
+  apply_masks(*masked, *masks);
+  const double without_0 = mean_loss(*masked, windows);
+  EXPECT_NEAR(loss[0].item<double>(), without_0, 1e-6 * without_0);
+  EXPECT_GT(std::abs(without_0 - full), 1e-3 * full);
+  // A layer outside the candidates is not measured and stays.
+  const auto some = loss_layer_importance(*m, torch::tensor({true, false}), [&] {
+    return std::pair{mean_loss(*m, windows), 64.0};
+  });
+  EXPECT_TRUE(std::isinf(some[1].item<double>()));
+}
+
+TEST(Importance, AnExpertsActivationIsItsMeanRoutedContribution) {
+  auto m = model::load_causal_lm(testing::fixture("qwen3_moe").string());
+  const auto ids = batch(0).narrow(1, 0, 32);
+  // The sparse layer 0's input, observed at its router.
+  std::vector<torch::Tensor> inputs;
+  auto* moe = m->model->layers[0]->as<model::DecoderLayerImpl>()->moe.get();
+  {
+    model::ObserveInputs observe;
+    observe.watch(*moe->gate, [&](const torch::Tensor& x) { inputs.push_back(x.detach().reshape({-1, x.size(-1)})); });
+    torch::NoGradGuard no_grad;
+    m->hidden_states(ids.narrow(0, 0, 1));
+    m->hidden_states(ids.narrow(0, 1, 1));
+  }
+  const auto x = torch::cat(inputs);
+  // Dense: every expert on every token, weighted by the renormalised top-2 probability.
+  torch::NoGradGuard no_grad;
+  const auto p = torch::softmax(moe->gate->forward(x), -1);
+  auto [top, chosen] = p.topk(2, -1);
+  top = top / top.sum(-1, true);
+  auto expected = torch::zeros({4}, torch::kFloat64);
+  for (int64_t e = 0; e < 4; ++e) {
+    const auto weight = (top * chosen.eq(e)).sum(-1);  // 0 where e is not chosen
+    const auto norm = moe->experts[e]->forward(x).norm(2, -1);
+    expected[e] = (weight * norm).sum().item<double>() / static_cast<double>(x.size(0));
+  }
+  const auto scores = activation_importance(*m, batches_of(ids));
+  ASSERT_TRUE(scores.experts[0].defined());
+  EXPECT_FALSE(scores.experts[1].defined());  // layer 1 is dense
+  EXPECT_LT(((scores.experts[0] - expected).abs().max() / expected.abs().max()).item<double>(), 1e-5)
+      << scores.experts[0] << expected;
+  EXPECT_EQ(scores.hidden.numel(), 64);
+  EXPECT_GT(scores.hidden.min().item<double>(), 0.0);
+  // Magnitude: an expert whose weights are scaled up ranks first.
+  moe->experts[2]->down_proj->weight.mul_(10);
+  EXPECT_EQ(magnitude_importance(*m).experts[0].argmax().item<int64_t>(), 2);
+}
+
+TEST(Importance, HiddenChannelsBoostedInEveryNormRankFirst) {
+  for (const auto kind : {config::Importance::activation, config::Importance::magnitude}) {
+    SCOPED_TRACE(config::name_of(kind));
+    auto m = fixture_model();
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : m->named_parameters())
+        if (p.key().find("norm.weight") != std::string::npos) p.value()[37].mul_(10);
+    }
+    const auto scores = kind == config::Importance::magnitude
+                            ? magnitude_importance(*m)
+                            : activation_importance(*m, batches_of(batch(0).narrow(1, 0, 32)));
+    EXPECT_EQ(scores.hidden.argmax().item<int64_t>(), 37);
   }
 }
 

@@ -31,7 +31,7 @@ TEST(StructuredMasks, GrowToTheBestKeptUnitsAndNeverBack) {
   auto first = scores(
       2, [](int64_t i) { return i == 0 ? torch::arange(96) : torch::arange(96).flip(0); },
       [](int64_t i) { return torch::tensor({1.0, 2.0}); });
-  EXPECT_TRUE(grow_masks(*masks, first, 64, 1));
+  EXPECT_TRUE(grow_masks(*masks, first, {64, 1}));
   EXPECT_TRUE(masks->layer(0).mlp_channels.slice(0, 32).all().item<bool>());
   EXPECT_FALSE(masks->layer(0).mlp_channels.slice(0, 0, 32).any().item<bool>());
   EXPECT_TRUE(masks->layer(1).mlp_channels.slice(0, 0, 64).all().item<bool>());
@@ -43,13 +43,13 @@ TEST(StructuredMasks, GrowToTheBestKeptUnitsAndNeverBack) {
       2, [](int64_t i) { return i == 0 ? torch::arange(96).flip(0) : torch::arange(96); },
       [](int64_t i) { return torch::tensor({5.0, 0.0}); });
   const auto before = masks->layer(0).mlp_channels.clone();
-  EXPECT_TRUE(grow_masks(*masks, second, 48, 1));
+  EXPECT_TRUE(grow_masks(*masks, second, {48, 1}));
   EXPECT_TRUE(masks->layer(0).mlp_channels.slice(0, 32, 80).all().item<bool>());  // kept before, best now
   EXPECT_EQ(masks->layer(0).mlp_channels.sum().item<int64_t>(), 48);
   EXPECT_TRUE((masks->layer(0).mlp_channels.logical_and(before.logical_not())).sum().item<int64_t>() == 0);
   EXPECT_TRUE(masks->layer(1).mlp_channels.slice(0, 16, 64).all().item<bool>());
   EXPECT_TRUE(masks->layer(1).kv_groups.equal(torch::tensor({false, true})));  // group 0 stays pruned
-  EXPECT_FALSE(grow_masks(*masks, second, 48, 1));  // same target: nothing changes
+  EXPECT_FALSE(grow_masks(*masks, second, {48, 1}));  // same target: nothing changes
 }
 
 TEST(StructuredMasks, ApplyZeroesExactlyWhatAUnitCovers) {

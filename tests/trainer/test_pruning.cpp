@@ -37,7 +37,7 @@ TEST_P(PrunedQuantizedExport, IntegerModelComputesWhatTheMaskedFakeQuantModelDid
     scores.mlp_channels.push_back(torch::rand({96}, torch::kFloat64));
     scores.kv_groups.push_back(torch::tensor({i == 0 ? 1.0 : 0.0, i == 0 ? 0.0 : 1.0}, torch::kFloat64));
   }
-  prune::grow_masks(*masks, scores, 48, 1);
+  prune::grow_masks(*masks, scores, {48, 1});
   prune::apply_masks(*m, *masks);
   set_kept_inputs(*m, *masks);
   // The unquantized tensors are exported in bf16: give the masked model the same ones.

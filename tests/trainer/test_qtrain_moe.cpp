@@ -4,8 +4,11 @@
 // on 2 ranks: the same per-step losses within 1e-6 relative (the tolerance of
 // test_qtrain_zero.cpp), and an export whose perplexity equals the student's within 1e-4
 // (fp32 export); with the load-balancing loss on (distill.router_aux_loss, stages 0-2) the
-// loss differs from the run without it by that term. Structured pruning of a mixture, the
-// load-balancing loss at stage 3 and on a dense student are refused with the key.
+// loss differs from the run without it by that term. Pruning experts, layers and hidden
+// channels of a Qwen3-MoE student with QAT at stages 0 and 3: the same losses, an export
+// with the kept sizes (and Qwen3-MoE's dense layer renumbered) whose perplexity equals the
+// masked student's. MLP-channel pruning of a mixture, the load-balancing loss at stage 3 and
+// on a dense student are refused with the key.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -82,6 +85,46 @@ TEST(QtrainMoeAuxLoss, AddsTheWeightedTermAtStage1) {
   EXPECT_LT(term, 4.0);  // at most top_k x experts / 2 for these 4 experts
 }
 
+// Qwen3-MoE (3 layers, layer 1 dense): half the experts by their routed contribution, one
+// layer by cosine, a quarter of the hidden channels, with w4a16-g16 QAT of every linear.
+TEST(QtrainMoePruning, ExpertsLayersAndHiddenAtStages0And3) {
+  const auto dir = testing::scratch_dir();
+  std::map<std::string, std::map<int64_t, nlohmann::json>> steps;
+  for (const std::string stage : {"0", "3"}) {
+    const auto out = dir / ("zero" + stage);
+    const auto r = run_tool(dir, "qtrain",
+                            moe_job("qwen3_moe") + "--set prune.expert_sparsity=0.5 --set prune.layer_sparsity=0.34 "
+                                                   "--set prune.hidden_sparsity=0.25 --set prune.multiple=16 "
+                                                   "--set parallel.zero_stage=" + stage + " --set run.output_dir=" +
+                                out.string(),
+                            testing::mpirun(2));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("2 of 4 experts, 2 of 3 layers, 48 of 64 hidden channels"), std::string::npos) << r.err;
+    const auto line = r.out.find("masked student ");
+    ASSERT_NE(line, std::string::npos) << r.out;
+    double student = 0, exported = 0;
+    ASSERT_EQ(std::sscanf(r.out.c_str() + line, "masked student %lf, exported pruned checkpoint %lf", &student, &exported), 2);
+    EXPECT_NEAR(exported, student, 1e-4 * student) << "stage " << stage;
+    const auto config = nlohmann::json::parse(testing::read_text(out / "export/config.json"));
+    EXPECT_EQ(config["num_hidden_layers"], 2);
+    EXPECT_EQ(config["hidden_size"], 48);
+    EXPECT_EQ(config["num_experts"], 2);
+    EXPECT_EQ(config["quantization_config"]["quant_method"], "compressed-tensors");
+    EXPECT_EQ(config["decoder_sparse_step"], 1);
+    steps[stage] = testing::step_records(out);
+    if (stage == "0") continue;
+    // From the stage-3 checkpoint, `qtrain export` writes the same folder.
+    const auto again = run_tool(dir, "qtrain", "export --checkpoint " + (out / "checkpoints/step_00000004").string() +
+                                                 " --output " + (dir / "again").string());
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_EQ(testing::read_text(dir / "again/model.safetensors"), testing::read_text(out / "export/model.safetensors"));
+  }
+  for (const auto& [step, record] : steps["0"]) {
+    const double x = record["loss"], y = steps["3"].at(step)["loss"];
+    EXPECT_NEAR(x, y, 1e-6 * std::abs(x)) << "step " << step;
+  }
+}
+
 TEST(QtrainMoeRefusals, AuxLossAtStage3NamesTheKey) {
   const auto dir = testing::scratch_dir();
   const auto r = run_tool(dir, "qtrain", moe_job("mixtral") + "--set distill.router_aux_loss=0.01 --set parallel.zero_stage=3 "
@@ -90,7 +133,7 @@ TEST(QtrainMoeRefusals, AuxLossAtStage3NamesTheKey) {
   EXPECT_NE(r.err.find("distill.router_aux_loss"), std::string::npos) << r.err;
 }
 
-TEST(QtrainMoeRefusals, PruningAMixtureNamesTheKey) {
+TEST(QtrainMoeRefusals, MlpChannelPruningOfAMixtureNamesTheKey) {
   const auto dir = testing::scratch_dir();
   const auto r = run_tool(dir, "qtrain", moe_job("mixtral") + "--set prune.mlp_sparsity=0.25 --set run.output_dir=" +
                                              (dir / "run").string());

@@ -209,5 +209,66 @@ TEST(QtrainPruning, ImpossibleTargetsExitWithStatus2) {
   EXPECT_NE(groups.err.find("prune.multiple"), std::string::npos) << groups.err;
 }
 
+
+// Minitron's other axes on a 2-layer student (hidden 32): half the layers by the loss
+// without them, a quarter of the hidden channels and half the KV groups by taylor scores,
+// on the gradual schedule. The export has 1 layer and hidden_size 24, reloads to the masked
+// student's perplexity (fp32: 1e-5), and `qtrain export` of the last checkpoint (the masks
+// read back from it) writes the same bytes.
+TEST(QtrainPruning, DepthAndHiddenSizeExportASmallerModel) {
+  const auto dir = testing::scratch_dir();
+  const std::string run =
+      kConfig +
+      "--set \"model.student_overrides=[num_hidden_layers=2, hidden_size=32, intermediate_size=48]\" "
+      "--set prune.layer_sparsity=0.5 --set prune.layer_importance=loss --set prune.hidden_sparsity=0.25 "
+      "--set prune.heads_sparsity=0.5 --set prune.multiple=8 --set prune.importance=taylor "
+      "--set prune.schedule=gradual --set prune.start_step=0 --set prune.end_step=4 --set prune.every_steps=2 ";
+  const auto full = run_tool(dir, "qtrain", run + "--set run.output_dir=" + (dir / "full").string(), testing::mpirun(2));
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_NE(full.err.find("1 of 2 layers, 24 of 32 hidden channels"), std::string::npos) << full.err;
+  const auto config = nlohmann::json::parse(testing::read_text(dir / "full/export/config.json"));
+  EXPECT_EQ(config["num_hidden_layers"], 1);
+  EXPECT_EQ(config["hidden_size"], 24);
+  EXPECT_EQ(config["num_key_value_heads"], 1);
+  EXPECT_EQ(config["intermediate_size"], 48);
+  const auto ppl = perplexities(dir / "full");
+  ASSERT_EQ(ppl.size(), 2u);
+  EXPECT_NEAR(ppl[1], ppl[0], 1e-5 * ppl[0]);
+  auto exported = model::load_causal_lm((dir / "full/export").string());
+  EXPECT_EQ(exported->model->embed_tokens->weight.size(1), 24);
+  EXPECT_NEAR(testing::fixture_perplexity(*exported), ppl[0], 1e-5 * ppl[0]);
+  const auto again = run_tool(dir, "qtrain", "export --checkpoint " + (dir / "full/checkpoints/step_00000008").string() +
+                                               " --output " + (dir / "again").string());
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_NE(again.out.find("1 layers, hidden_size 24"), std::string::npos) << again.out;
+  EXPECT_EQ(testing::read_text(dir / "again/model.safetensors"), testing::read_text(dir / "full/export/model.safetensors"));
+  // The metrics say what is kept.
+  bool logged = false;
+  for (const auto& r : records(dir / "full"))
+    if (r.contains("kept_layers") && r["step"] == 4) logged = r["kept_layers"] == 1 && r["kept_hidden"] == 24;
+  EXPECT_TRUE(logged);
+}
+
+TEST(QtrainPruning, ImpossibleDepthHiddenAndExpertTargetsExitWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  const auto out = "--set run.output_dir=" + (dir / "run").string();
+  const auto layers = run_tool(dir, "qtrain", kConfig + "--set prune.layer_sparsity=0.9 " + out);
+  EXPECT_EQ(layers.status, 2);
+  EXPECT_NE(layers.err.find("prune.layer_sparsity"), std::string::npos) << layers.err;
+  const auto hidden = run_tool(dir, "qtrain", kConfig + "--set prune.hidden_sparsity=0.5 " + out);  // multiple 64 > 32
+  EXPECT_EQ(hidden.status, 2);
+  EXPECT_NE(hidden.err.find("prune.hidden_sparsity"), std::string::npos) << hidden.err;
+  const auto experts = run_tool(dir, "qtrain", kConfig + "--set prune.expert_sparsity=0.5 " + out);
+  EXPECT_EQ(experts.status, 2);
+  EXPECT_NE(experts.err.find("prune.expert_sparsity"), std::string::npos) << experts.err;
+  // Hidden channels are read by every q/k/v/gate/up: their groups of 16 must divide the multiple.
+  const auto groups = run_tool(dir, "qtrain",
+                               kConfig + "--set prune.hidden_sparsity=0.5 --set prune.multiple=8 "
+                                         "--set \"quant.rules=[lm_head=none, 're:.*self_attn\\..*=w4a16-g16']\" " + out);
+  EXPECT_EQ(groups.status, 2);
+  EXPECT_NE(groups.err.find("prune.multiple"), std::string::npos) << groups.err;
+  EXPECT_NE(groups.err.find("self_attn.k_proj"), std::string::npos) << groups.err;
+}
+
 }  // namespace
 }  // namespace qtrain
