@@ -38,7 +38,12 @@ class Observer {
   // `units`: [units, elements], the unit view of the observed tensor (quant_math.h).
   void update(const torch::Tensor& units);
   // Combines every rank's statistics (a collective: all ranks call it in the same order).
+  // An observer that no rank fed stays unseen (a mixture's expert that no calibration token
+  // was routed to): calibrate_activations decides what it gets.
   void reduce_across_ranks();
+  bool seen() const { return seen_; }
+  // The largest |lo|, |hi| over the units (after the reduction; 0 when unseen).
+  double absmax() const;
   // The calibrated range per unit, lo and hi as [units, 1] fp32 on the host, for `args`
   // (after the last pass and the reduction).
   std::pair<torch::Tensor, torch::Tensor> range(const QuantArgs& args) const;

@@ -1,8 +1,11 @@
 // Rule matching, fused-layer consistency, wrapping and calibration.
 #include "quant/quantized_model.h"
 
+#include <cstdio>
 #include <regex>
+#include <tuple>
 
+#include "common/dist.h"
 #include "common/error.h"
 #include "quant/kv_cache_quant.h"
 
@@ -141,30 +144,82 @@ std::vector<TensorQuantizer*> activation_quantizers(model::CausalLMImpl& model) 
   return out;
 }
 
+namespace {
+
+// A linear of a mixture's expert, "<prefix>experts.<e>.<linear>": the prefix and the linear
+// (empty when `name` is not one).
+std::pair<std::string, std::string> expert_parts(const std::string& name) {
+  const auto at = name.rfind(".experts.");
+  if (at == std::string::npos) return {};
+  const auto begin = at + 9, end = name.find('.', begin);
+  if (end == std::string::npos) return {};
+  return {name.substr(0, begin), name.substr(end)};
+}
+
+// An observed quantizer that no calibration token reached on any rank. An expert's input
+// takes over the statistics of the same linear of the widest sibling expert that saw
+// tokens (the scale a token routed to it at inference most likely fits), with a warning;
+// anything else has no range to go by.
+void calibrate_unseen(const std::string& name, TensorQuantizer& q,
+                      const std::vector<std::tuple<std::string, TensorQuantizer*, std::function<void()>>>& observed) {
+  const auto [prefix, linear] = expert_parts(name);
+  TensorQuantizer* widest = nullptr;
+  std::string widest_name;
+  if (!prefix.empty())
+    for (const auto& [other, quantizer, freeze] : observed) {
+      const auto parts = expert_parts(other);
+      if (parts.first != prefix || parts.second != linear || !quantizer->observed_any()) continue;
+      if (!widest || quantizer->observed_absmax() > widest->observed_absmax()) {
+        widest = quantizer;
+        widest_name = other;
+      }
+    }
+  if (!widest)
+    throw Error("'" + name + "' saw no calibration tokens, so its static activation scale has no range" +
+                (prefix.empty() ? "" : " (nor did any other expert's " + linear.substr(1) + " of its layer)"))
+        .key("quant.calibration_sequences")
+        .expected("more calibration sequences, or dynamic activation quantization for it");
+  if (dist::is_main())
+    std::fprintf(stderr,
+                 "qtrain: warning: no calibration token was routed to '%s'; its static input scale is that of "
+                 "'%s', the widest of its layer's experts (more quant.calibration_sequences reach more experts)\n",
+                 name.c_str(), widest_name.c_str());
+  q.adopt_observations(*widest);
+}
+
+}  // namespace
+
 void calibrate_activations(model::CausalLMImpl& model, const std::function<void()>& run_batches) {
   // Every observed quantizer, in the same order on every rank (linears by name, then the KV
   // cache by layer), with what freezes it: a linear's freeze also bumps its scale_version.
-  std::vector<std::pair<TensorQuantizer*, std::function<void()>>> observed;
+  std::vector<std::tuple<std::string, TensorQuantizer*, std::function<void()>>> observed;
   for (auto& [name, layer] : fake_quant_layers(model))
-    if (layer->inputs().needs_calibration()) observed.emplace_back(&layer->inputs(), [layer = layer] { layer->freeze(); });
-  for (auto* kv : kv_cache_quantizers(model))
+    if (layer->inputs().needs_calibration())
+      observed.emplace_back(name, &layer->inputs(), [layer = layer] { layer->freeze(); });
+  int kv_layer = 0;
+  for (auto* kv : kv_cache_quantizers(model)) {
     for (auto* q : {&kv->keys(), &kv->values()})
-      if (q->needs_calibration()) observed.emplace_back(q, [q] { q->freeze(); });
+      if (q->needs_calibration())
+        observed.emplace_back("the KV cache of layer " + std::to_string(kv_layer), q, [q] { q->freeze(); });
+    ++kv_layer;
+  }
   int passes = 0;
-  for (const auto& [q, freeze] : observed) passes = std::max(passes, q->calibration_passes());
+  for (const auto& [name, q, freeze] : observed) passes = std::max(passes, q->calibration_passes());
   for (int pass = 0; pass < passes; ++pass) {
-    for (auto& [q, freeze] : observed)
+    for (auto& [name, q, freeze] : observed)
       if (pass < q->calibration_passes()) q->begin_pass(pass);
     {
       torch::NoGradGuard no_grad;
       run_batches();
     }
+    for (auto& [name, q, freeze] : observed)
+      if (pass < q->calibration_passes()) q->end_pass();
     // A quantizer freezes after its last pass, so that later passes see it quantized, as
-    // inference will.
-    for (auto& [q, freeze] : observed)
-      if (pass < q->calibration_passes()) {
-        q->end_pass();
-        if (pass == q->calibration_passes() - 1) freeze();
+    // inference will; one that saw nothing first takes a sibling's statistics.
+    for (auto& [name, q, freeze] : observed)
+      if (pass == q->calibration_passes() - 1) {
+        if (!q->observed_any()) calibrate_unseen(name, *q, observed);
+        freeze();
       }
   }
 }

@@ -117,6 +117,11 @@ void TensorQuantizer::begin_pass(int pass) {
 
 void TensorQuantizer::end_pass() { observer_.reduce_across_ranks(); }
 
+void TensorQuantizer::adopt_observations(const TensorQuantizer& other) {
+  QT_REQUIRE(args_ == other.args_ && other.observer_.seen(), "observations adopted from a different or unseen quantizer");
+  observer_ = other.observer_;
+}
+
 void TensorQuantizer::freeze() {
   observing_ = false;
   if (!needs_calibration()) return;

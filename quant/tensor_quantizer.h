@@ -88,6 +88,11 @@ class TensorQuantizer {
   void begin_pass(int pass);
   void end_pass();
   void freeze();
+  // After end_pass: whether any rank observed data, the observed absmax, and the statistics
+  // of another quantizer of the same args taken over (a never-routed expert's inputs).
+  bool observed_any() const { return observer_.seen(); }
+  double observed_absmax() const { return observer_.absmax(); }
+  void adopt_observations(const TensorQuantizer& other);
 
   // This quantizer's state from `source` (same args), the stored tensors passed through
   // `select` (kept rows or kv heads of a pruned layer; identity when empty). A weight's

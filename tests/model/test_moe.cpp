@@ -142,5 +142,43 @@ TEST(Moe, QuantizationRoutersGptqAndExport) {
   EXPECT_TRUE(integer->forward(ids).equal(m->forward(ids)));
 }
 
+
+// Static activation scales (w8a8) of a mixture calibrated on the reference batch, in which
+// layer 1's expert 3 is never chosen: its inputs take over those of the widest of its
+// layer's experts that saw tokens (a warning says so), the others keep their own; a linear
+// that nothing reaches at all is an error naming quant.calibration_sequences.
+TEST(Moe, StaticScalesOfAnExpertWithoutCalibrationTokensComeFromItsWidestSibling) {
+  auto m = load_causal_lm(fixture_dir("mixtral").string());
+  quant::attach_fake_quant(*m, quant::assign_schemes(*m, quant::parse_rules({"lm_head=none", "re:.*=w8a8"})), {});
+  auto reference = SafetensorsFile::open((fixture_dir("mixtral") / "reference.safetensors").string());
+  const auto ids = reference->tensor("input_ids");
+  ASSERT_EQ(reference->tensor("expert_tokens")[1][3].item<int64_t>(), 0);
+  ::testing::internal::CaptureStderr();
+  quant::calibrate_activations(*m, [&] { m->forward(ids); });
+  const auto err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("no calibration token was routed to 'model.layers.1.block_sparse_moe.experts.3.w1'"),
+            std::string::npos) << err;
+  auto layers = quant::fake_quant_layers(*m);
+  const std::string prefix = "model.layers.1.block_sparse_moe.experts.";
+  for (const std::string linear : {".w1", ".w2"}) {
+    double widest = 0;
+    for (int e = 0; e < 3; ++e)
+      widest = std::max(widest, layers.at(prefix + std::to_string(e) + linear)->inputs().scale.item<double>());
+    EXPECT_EQ(layers.at(prefix + "3" + linear)->inputs().scale.item<double>(), widest) << linear;
+  }
+  // Layer 0's experts all saw tokens: each has its own scale.
+  EXPECT_NE(layers.at("model.layers.0.block_sparse_moe.experts.0.w1")->inputs().scale.item<double>(),
+            layers.at("model.layers.0.block_sparse_moe.experts.1.w1")->inputs().scale.item<double>());
+  // Nothing at all: no range for anything.
+  auto empty = load_causal_lm(fixture_dir("mixtral").string());
+  quant::attach_fake_quant(*empty, quant::assign_schemes(*empty, quant::parse_rules({"lm_head=none", "re:.*=w8a8"})), {});
+  try {
+    quant::calibrate_activations(*empty, [] {});
+    ADD_FAILURE() << "calibration without tokens passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("quant.calibration_sequences"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace qtrain::model
