@@ -35,15 +35,17 @@ common=(--config configs/prune_cpu.yaml --set "model.teacher=$TEACHER" --set "da
         --set "data.validation=$VAL" --set "prune.multiple=$MULTIPLE")
 teacher_ppl=$("$build/qeval" --model "$TEACHER" --data "$VAL" --seq-len 64 --json | sed -n 's/.*"perplexity":\([0-9.e+-]*\).*/\1/p')
 echo "teacher $TEACHER: perplexity $teacher_ppl on $VAL"
-printf '| %-28s | %-12s | %-10s | %-22s | %-22s | %-22s |\n' "pruned" "kept (I, kv)" "parameters" \
+printf '| %-28s | %-18s | %-10s | %-22s | %-22s | %-22s |\n' "pruned" "kept (L, H, I, kv)" "parameters" \
   "no recovery: masked" "no recovery: exported" "distilled $STEPS steps: masked / exported"
-# Rows: "name mlp_sparsity heads_sparsity importance", ';'-separated in ROWS. KV-group rows
-# need a teacher with at least 2 KV heads (the demo teacher has 1; the fixture has 2).
+# Rows: "name mlp_sparsity heads_sparsity importance [layer_sparsity [hidden_sparsity
+# [layer_importance]]]", ';'-separated in ROWS. KV-group rows need a teacher with at least 2
+# KV heads (the demo teacher has 1; the fixture has 2).
 IFS=';' read -r -a rows <<<"${ROWS:-mlp25 0.25 0 activation;mlp50 0.5 0 activation;mlp50-magnitude 0.5 0 magnitude}"
 for row in "${rows[@]}"; do
-  read -r name mlp heads importance <<<"$row"
+  read -r name mlp heads importance layers hidden layer_importance <<<"$row"
   args=("${common[@]}" --set "prune.mlp_sparsity=$mlp" --set "prune.heads_sparsity=$heads"
-        --set "prune.importance=$importance")
+        --set "prune.importance=$importance" --set "prune.layer_sparsity=${layers:-0}"
+        --set "prune.hidden_sparsity=${hidden:-0}" --set "prune.layer_importance=${layer_importance:-cosine}")
   "${launcher[@]}" "$build/qtrain" "${args[@]}" --set training.steps=1 --set training.warmup_steps=0 \
     --set training.lr=1e-10 --set "run.output_dir=$OUT/$name-oneshot" > "$OUT/$name-oneshot.out" 2> "$OUT/$name-oneshot.err"
   "${launcher[@]}" "$build/qtrain" "${args[@]}" --set "training.steps=$STEPS" \
@@ -51,8 +53,10 @@ for row in "${rows[@]}"; do
   pair() { sed -n 's/.*masked student \([0-9.]*\), exported pruned checkpoint \([0-9.]*\).*/\1 \2/p' "$1"; }
   read -r a b <<<"$(pair "$OUT/$name-oneshot.out")"
   read -r c d <<<"$(pair "$OUT/$name-distilled.out")"
-  sizes=$(sed -n 's/.*(\([0-9]*\) parameters; intermediate_size \([0-9]*\), [0-9]* attention heads, \([0-9]*\) kv heads).*/\1 \2 \3/p' \
+  sizes=$(sed -n 's/.*(\([0-9]*\) parameters; \([0-9]*\) layers, hidden_size \([0-9]*\), intermediate_size \([0-9]*\), [0-9]* attention heads, \([0-9]*\) kv heads.*/\1 \2 \3 \4 \5/p' \
           "$OUT/$name-distilled.out")
-  read -r params inter kv <<<"$sizes"
-  printf '| %-28s | %-12s | %-10s | %-22s | %-22s | %-22s |\n' "$name (${importance})" "$inter, $kv" "$params" "$a" "$b" "$c / $d"
+  read -r params nlayers width inter kv <<<"$sizes"
+  how=$importance
+  if [[ "${layers:-0}" != 0 ]]; then how="$how, layers by ${layer_importance:-cosine}"; fi
+  printf '| %-28s | %-18s | %-10s | %-22s | %-22s | %-22s |\n' "$name ($how)" "$nlayers, $width, $inter, $kv" "$params" "$a" "$b" "$c / $d"
 done
