@@ -78,8 +78,17 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
   const auto device = input_ids.device();
   compat::AutocastGuard autocast(device, compute_dtype_);
   std::vector<torch::Tensor> student_layers;
-  const auto sparse = options_.router_aux_loss > 0 ? model::sparse_layers(*student_) : std::vector<model::SparseMoeImpl*>{};
-  for (auto* layer : sparse) layer->set_record_routing(true);
+  std::vector<model::SparseMoeImpl*> sparse;  // the kept sparse layers (not pruned away)
+  if (options_.router_aux_loss > 0)
+    for (auto* layer : model::sparse_layers(*student_))
+      if (!layer->dropped) sparse.push_back(layer);
+  // The loss's gradient goes to the routers by hooks inside each layer's graph (model/moe.h),
+  // filled in once the whole forward has routed; its value is added to the total detached.
+  const auto balancing = sparse.empty() ? nullptr : std::make_shared<model::LoadBalancingGradient>();
+  for (auto* layer : sparse) {
+    layer->set_record_routing(true);
+    layer->set_load_balancing_gradient(balancing);
+  }
   auto student_hidden = student_->hidden_states(input_ids, need_layers ? &student_layers : nullptr);
   std::vector<model::Routing> routings;
   for (auto* layer : sparse) {
@@ -103,10 +112,22 @@ LossTerms DistillLoss::compute(const torch::Tensor& input_ids, const torch::Tens
   terms.total = terms.total + options_.gamma * terms.hidden;
   if (!routings.empty()) {
     // With pruned experts (prune.expert_sparsity), the count the model without them has.
-    const auto& kept = model::sparse_layers(*student_).front()->kept_experts();
+    const auto& kept = sparse.front()->kept_experts();
     const int64_t experts = kept.defined() ? kept.sum().item<int64_t>() : student_->config().num_experts;
-    terms.router = model::load_balancing_loss(routings, experts);
-    terms.total = terms.total + options_.router_aux_loss * terms.router;
+    {
+      torch::NoGradGuard no_grad;
+      terms.router = model::load_balancing_loss(routings, experts);
+      balancing->per_expert = model::load_balancing_gradient(routings, experts);
+    }
+    // A zero that carries the term's weight in the backward: its hook runs first (a leaf's
+    // gradient accumulation has the highest priority), before any layer's.
+    auto carrier = torch::zeros({}, torch::TensorOptions().device(device).requires_grad(true));
+    carrier.register_hook([balancing](torch::Tensor grad) {
+      balancing->upstream = grad.item<double>();
+      balancing->seeded = true;
+      return grad;
+    });
+    terms.total = terms.total + options_.router_aux_loss * (terms.router + carrier);
   }
   return terms;
 }

@@ -48,6 +48,11 @@ torch::Tensor SparseMoeImpl::forward(const torch::Tensor& x) {
   if (kept_experts_.defined())
     logits = logits.masked_fill(kept_experts_.logical_not(), -std::numeric_limits<float>::infinity());
   const auto probabilities = torch::softmax(logits, /*dim=*/-1);
+  if (balancing_ && probabilities.requires_grad())
+    probabilities.register_hook([gradient = balancing_](torch::Tensor grad) {
+      QT_REQUIRE(gradient->seeded, "the load-balancing gradient reached a router before its weight was known");
+      return grad + gradient->per_expert.to(grad.device(), grad.scalar_type()) * gradient->upstream;
+    });
   auto [weights, selected] = torch::topk(probabilities, top_k, /*dim=*/-1);
   if (norm_topk_prob) weights = weights / weights.sum(-1, /*keepdim=*/true);
   weights = weights.to(x.scalar_type());
@@ -97,6 +102,20 @@ torch::Tensor load_balancing_loss(const std::vector<Routing>& routings, int64_t 
   const auto tokens_per_expert = mask.mean(0);                                                // [k, E]
   const auto router_prob_per_expert = p.mean(0);                                             // [E]
   return (tokens_per_expert * router_prob_per_expert.unsqueeze(0)).sum() * static_cast<double>(experts);
+}
+
+torch::Tensor load_balancing_gradient(const std::vector<Routing>& routings, int64_t experts) {
+  QT_REQUIRE(!routings.empty(), "the load-balancing loss needs the routing of at least one sparse layer");
+  std::vector<torch::Tensor> selected;
+  int64_t tokens = 0;
+  for (const auto& r : routings) {
+    selected.push_back(r.selected.reshape({-1}));
+    tokens += r.selected.size(0);
+  }
+  const auto width = routings.front().probabilities.size(1);
+  const auto slots = torch::bincount(torch::cat(selected), {}, width).to(torch::kFloat32);
+  const double n = static_cast<double>(tokens);
+  return slots * (static_cast<double>(experts) / (n * n));
 }
 
 }  // namespace qtrain::model

@@ -15,6 +15,18 @@
 
 namespace qtrain::model {
 
+// The load-balancing loss's gradient, handed to each sparse layer's router probabilities
+// inside the layer's own forward graph, so that it also reaches the routers where that graph
+// lives only inside the layer (ZeRO-3's gathered layers, activation checkpointing's re-run):
+// d loss / d p[t, e] = per_expert[e] for every token of every sparse layer, times
+// `upstream`, the gradient that reaches the loss term (its weight over the micro-batches),
+// which is set at the start of the backward (distill/distill_loss.cpp).
+struct LoadBalancingGradient {
+  torch::Tensor per_expert;  // [experts] fp32, on the router's device
+  double upstream = 0;
+  bool seeded = false;
+};
+
 // What the router did in one forward, kept while recording is on: the softmax over all
 // experts [tokens, experts] (fp32) and the chosen experts [tokens, k].
 struct Routing {
@@ -41,7 +53,14 @@ class SparseMoeImpl : public torch::nn::Module {
   // logit of -inf, so that the softmax and the top-k run over the kept ones exactly as in
   // the model without them. Undefined: all kept. Not saved (the masks are).
   void set_kept_experts(torch::Tensor kept);
+  // While set, a forward with gradients adds `gradient` to its router probabilities'
+  // gradient (a hook on them). Not saved.
+  void set_load_balancing_gradient(std::shared_ptr<LoadBalancingGradient> gradient) {
+    balancing_ = std::move(gradient);
+  }
   const torch::Tensor& kept_experts() const { return kept_experts_; }
+  // Its decoder layer is pruned away (depth pruning): the load-balancing loss leaves it out.
+  bool dropped = false;
 
   // Pruning importance: while on, each forward adds, per expert, the sum over its routed
   // tokens of routing weight x L2 norm of its output (its contribution to the layer's
@@ -62,6 +81,7 @@ class SparseMoeImpl : public torch::nn::Module {
   Routing last_;
   torch::Tensor last_counts_;
   torch::Tensor kept_experts_;
+  std::shared_ptr<LoadBalancingGradient> balancing_;
   torch::Tensor contributions_;
   int64_t measured_tokens_ = 0;
 };
@@ -78,5 +98,8 @@ std::vector<SparseMoeImpl*> sparse_layers(CausalLMImpl& model);
 // windows). Pruned experts (probability 0, no tokens) add nothing: `experts` is the count the
 // model without them has.
 torch::Tensor load_balancing_loss(const std::vector<Routing>& routings, int64_t experts);
+// Its gradient with respect to each routing probability, the same for every token of every
+// layer: experts x (top-k slots routed to e) / N^2, N = the tokens of all layers together.
+torch::Tensor load_balancing_gradient(const std::vector<Routing>& routings, int64_t experts);
 
 }  // namespace qtrain::model

@@ -196,8 +196,10 @@ Importance activation_importance(model::CausalLMImpl& model, const ForwardPasses
 
 Importance taylor_importance(model::CausalLMImpl& model, const BackwardPasses& run_backward) {
   Importance total;
+  // A weight without a gradient got none from this batch (an expert no token was routed to,
+  // where gradients are not views of a flat buffer): it scores zero.
   const auto first_order = [](const torch::Tensor& p) {
-    QT_REQUIRE(p.grad().defined(), "taylor importance needs gradients of every prunable weight");
+    if (!p.grad().defined()) return torch::zeros(p.sizes(), torch::dtype(torch::kFloat64).device(p.device()));
     return (p.detach() * p.grad()).to(torch::kFloat64).abs();
   };
   run_backward([&] { add_to(total, unit_sums(model, first_order)); });

@@ -201,7 +201,10 @@ void apply_forward_masks(model::CausalLMImpl& model, const StructuredMasksImpl& 
   const int64_t kept_dims = masks.hidden_pruned() ? masks.kept_hidden() : 0;
   for (int64_t i = 0; i < masks.num_layers(); ++i) {
     auto* layer = model.model->layers[i]->as<model::DecoderLayerImpl>();
-    if (layer->moe) layer->moe->set_kept_experts(experts ? masks.layer(i).experts : torch::Tensor());
+    if (layer->moe) {
+      layer->moe->set_kept_experts(experts ? masks.layer(i).experts : torch::Tensor());
+      layer->moe->dropped = !masks.depth[i].item<bool>();
+    }
     layer->input_layernorm->kept_dims = kept_dims;
     layer->post_attention_layernorm->kept_dims = kept_dims;
   }

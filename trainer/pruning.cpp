@@ -38,23 +38,35 @@ PrunedInputs pruned_inputs(const std::string& name, const config::PruneSection& 
   return {};
 }
 
+// Whether pruning removes output rows of the linear `name`.
+bool loses_rows(const std::string& name, const config::PruneSection& prune) {
+  const bool mlp_rows = (ends_with(name, "mlp.gate_proj") || ends_with(name, "mlp.up_proj")) && name.find(".experts.") == std::string::npos;
+  const bool kv_rows = ends_with(name, "q_proj") || ends_with(name, "k_proj") || ends_with(name, "v_proj");
+  const bool writer = ends_with(name, "o_proj") || ends_with(name, "down_proj") || ends_with(name, ".w2");
+  const bool router = ends_with(name, "mlp.gate") || ends_with(name, "block_sparse_moe.gate");
+  return (prune.mlp_sparsity > 0 && mlp_rows) || (prune.heads_sparsity > 0 && kv_rows) ||
+         (prune.hidden_sparsity > 0 && writer) || (prune.expert_sparsity > 0 && router);
+}
+
 // Group-wise quantization (weights or input activations) of a linear whose input columns
 // are pruned: the compacted matrix must still split into whole groups, and fixed weight
 // scales must follow the weights (docs/pruning.md, "Pruning and quantization").
 void check_quantization_fits(const config::PruneSection& prune, const config::QuantSection& quant,
                              model::CausalLMImpl& student) {
   const auto& c = student.config();
-  const bool width = prune.mlp_sparsity > 0 || prune.heads_sparsity > 0 || prune.hidden_sparsity > 0;
   const bool fixed = quant.learnable_scales || quant.ptq.method == config::PtqMethod::gptq;
   const char* fixed_key = quant.learnable_scales ? "quant.learnable_scales" : "quant.method";
   for (const auto& [name, layer] : quant::fake_quant_layers(student)) {
     const auto& w = layer->scheme().weights;
-    // Block scales (fp8-block) tile rows and columns alike: pruning either moves them.
-    if (w && w->strategy == quant::Strategy::block && width && fixed)
-      throw Error("'" + name + "' is pruned, but its block scales are fixed by GPTQ or learned")
-          .key(fixed_key)
-          .expected("min-max block scales (rtn, learnable_scales false) with pruning");
     const auto inputs = pruned_inputs(name, prune, c);
+    // Block scales (fp8-block) tile rows and columns alike: pruning either regroups the kept
+    // ones into other blocks than the masked matrix's, so the export would not equal it.
+    if (w && w->strategy == quant::Strategy::block && (inputs.together > 0 || loses_rows(name, prune)))
+      throw Error("'" + name + "' loses rows or columns to pruning, but block-wise scales (" +
+                  std::to_string(w->block_rows) + " x " + std::to_string(w->block_cols) +
+                  ") cannot follow them: the kept ones would form other blocks")
+          .key("quant.rules")
+          .expected("a scheme without block scales on the pruned linears, or no pruning of their axes");
     if (inputs.together == 0) continue;
     const bool weight_groups = w && (w->strategy == quant::Strategy::group || w->strategy == quant::Strategy::tensor_group);
     if (weight_groups && fixed)
@@ -244,6 +256,11 @@ std::string StudentPruning::update(int64_t step, distill::DistillLoss& loss, Fla
     const auto scores = importance(loss, flat, width, layers);
     prune::grow_masks(*masks_, scores, next);
     check_ranks_agree(*masks_);
+    if (c.is_moe() && masks_->kept_experts() == 0)
+      throw Error("depth pruning kept only dense layers of the mixture " + c.model_type +
+                  ", which its config cannot express")
+          .key("prune.layer_sparsity")
+          .expected("a layer_sparsity that keeps at least one sparse layer");
     refresh();
     mask_weights(&flat);
     clear_moments(optimizer, masked_);

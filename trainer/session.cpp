@@ -126,12 +126,6 @@ Session::Session(const config::JobConfig& job_config)
         throw Error("learned NVFP4 scales are not implemented at ZeRO-3 ('" + name + "')")
             .key("quant.learnable_scales")
             .expected("false with nvfp4 schemes at parallel.zero_stage 3, or zero_stage 0-2");
-  // The load-balancing loss reaches the routers through the graph of each layer's forward,
-  // which ZeRO-3 and activation checkpointing do not keep between forward and backward.
-  if (job.distill.router_aux_loss > 0 && (stage >= 3 || job.training.activation_checkpointing))
-    throw Error("distill.router_aux_loss is not implemented with parallel.zero_stage 3 or activation checkpointing")
-        .key("distill.router_aux_loss")
-        .expected("0 there, or parallel.zero_stage 0-2 without training.activation_checkpointing");
   pruning = StudentPruning::attach(job.prune, job.quant, calibration_data(job.data), student, compute_dtype);  // after quantization: checks its groups
   const auto student_width = student->config().hidden_size;
   projections = distill::HiddenProjections(distill_options(job.distill), student_width,
