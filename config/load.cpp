@@ -34,7 +34,26 @@ Error unknown_key(const Schema& schema, const std::string& parent, const std::st
   return config_error(where, reason, "one of " + join_names(names));
 }
 
-RawValue to_raw(const YAML::Node& node) {
+// Bounds on what one value may expand to: yaml-cpp shares aliased nodes, so a recursive
+// alias (`a: &a [*a]`) is a cycle and a "billion laughs" document is exponentially many values
+// once walked; both are refused instead of overflowing the stack or memory.
+constexpr int kMaxDepth = 32;
+constexpr int64_t kMaxValues = 100000;
+
+struct WalkBudget {
+  std::vector<YAML::Node> ancestors;
+  int64_t values = 0;
+};
+
+RawValue to_raw(const YAML::Node& node, WalkBudget& budget, const Where& where) {
+  for (const auto& ancestor : budget.ancestors)
+    if (ancestor.is(node)) throw config_error(where, "the value contains itself (a recursive YAML alias)", "a finite value");
+  if (static_cast<int>(budget.ancestors.size()) >= kMaxDepth)
+    throw config_error(where, "the value is nested deeper than " + std::to_string(kMaxDepth) + " levels",
+                       "a value nested at most " + std::to_string(kMaxDepth) + " levels");
+  if (++budget.values > kMaxValues)
+    throw config_error(where, "the value expands to more than " + std::to_string(kMaxValues) + " items (aliases repeated?)",
+                       "at most " + std::to_string(kMaxValues) + " items");
   RawValue raw;
   if (!node.Mark().is_null()) raw.line = node.Mark().line + 1;
   switch (node.Type()) {
@@ -45,7 +64,9 @@ RawValue to_raw(const YAML::Node& node) {
       break;
     case YAML::NodeType::Sequence:
       raw.kind = RawValue::Kind::sequence;
-      for (const auto& item : node) raw.items.push_back(to_raw(item));
+      budget.ancestors.push_back(node);
+      for (const auto& item : node) raw.items.push_back(to_raw(item, budget, where));
+      budget.ancestors.pop_back();
       break;
     case YAML::NodeType::Map:
       raw.kind = RawValue::Kind::mapping;
@@ -54,6 +75,11 @@ RawValue to_raw(const YAML::Node& node) {
       raw.kind = RawValue::Kind::null;
   }
   return raw;
+}
+
+RawValue to_raw(const YAML::Node& node, const Where& where) {
+  WalkBudget budget;
+  return to_raw(node, budget, where);
 }
 
 YAML::Node parse_yaml(const std::string& text, const std::string& file_name, const std::string& key) {
@@ -80,7 +106,7 @@ void read_mapping(const YAML::Node& map, const std::string& prefix, const std::s
       throw config_error({file_name, key, line}, "duplicate key", "each key at most once per mapping");
     sources[key] = Source{file_name, line};
     if (!entry->is_section) {
-      RawValue raw = to_raw(item.second);
+      RawValue raw = to_raw(item.second, {file_name, key, line});
       raw.line = line;  // errors point at the key's line, also for empty values
       entry->assign(raw, file_name);
     } else if (item.second.IsMap()) {
@@ -114,7 +140,7 @@ const SchemaEntry& resolve_override_key(const Schema& schema, const std::string&
 
 // A --set value is taken verbatim for scalars; lists are YAML flow sequences: [a, b].
 RawValue override_value(const SchemaEntry& entry, const std::string& text, const std::string& key) {
-  if (entry.is_list) return to_raw(parse_yaml(text, kOverrideFile, key));
+  if (entry.is_list) return to_raw(parse_yaml(text, kOverrideFile, key), {kOverrideFile, key, -1});
   RawValue raw;
   if (entry.is_optional && (text == "null" || text == "~")) return raw;
   raw.kind = RawValue::Kind::scalar;
@@ -122,9 +148,19 @@ RawValue override_value(const SchemaEntry& entry, const std::string& text, const
   return raw;
 }
 
+// A config is a page of YAML; a file of more than this is not one (and would take the parser
+// long to refuse).
+constexpr std::streamoff kMaxConfigBytes = 1 << 20;
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw config_error({path, "", -1}, "cannot open the config file", "a readable YAML file");
+  in.seekg(0, std::ios::end);
+  const auto size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size > kMaxConfigBytes)
+    throw config_error({path, "", -1}, "the config file has " + std::to_string(static_cast<long long>(size)) + " bytes",
+                       "a YAML file of at most 1 MiB");
   std::stringstream text;
   text << in.rdbuf();
   return text.str();

@@ -2,7 +2,9 @@
 // --dry-run on configs/demo.yaml prints YAML that reads back to the same config.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "config/embedded.h"
@@ -41,6 +43,41 @@ TEST(QtrainCli, BadOverrideAndBadOptionExitWithStatus2) {
   const ToolRun option_run = run_qtrain(dir, "--no-such-option");
   EXPECT_EQ(option_run.status, 2);
   EXPECT_NE(option_run.err.find("--no-such-option"), std::string::npos) << option_run.err;
+}
+
+// Documents that expand without bound are refused, in the config file and through --set,
+// with status 2, one line, and in bounded time (each run here takes about a second; the
+// recursive alias crashed with SIGSEGV, the "billion laughs" would have expanded to 10^9
+// values): a recursive alias, 10 aliases of 10 aliases 9 levels deep, 100,000 nested
+// brackets, and a file of more than 1 MiB.
+TEST(QtrainCli, DocumentsThatExpandWithoutBoundExitWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  std::string laughs = "&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]";
+  for (int i = 1; i <= 9; ++i) {
+    std::string next = "&a" + std::to_string(i) + " [" + laughs;
+    for (int j = 1; j < 10; ++j) next += ", *a" + std::to_string(i - 1);
+    laughs = next + "]";
+  }
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"recursive", "quant:\n  rules: &a [*a]\n"},
+      {"laughs", "quant:\n  rules: " + laughs + "\n"},
+      {"deep", "quant:\n  rules: " + std::string(100000, '[') + std::string(100000, ']') + "\n"},
+      {"huge", "run:\n  name: x\n" + std::string(2 << 20, '#') + "\n"}};
+  const std::map<std::string, std::string> reasons{{"recursive", "contains itself (a recursive YAML alias)"},
+                                                   {"laughs", "expands to more than 100000 items"},
+                                                   {"deep", "malformed YAML"},
+                                                   {"huge", "at most 1 MiB"}};
+  for (const auto& [name, text] : cases) {
+    const auto path = dir / (name + ".yaml");
+    std::ofstream(path) << text;
+    const ToolRun run = run_qtrain(dir, "--config '" + path.string() + "' --dry-run");
+    EXPECT_EQ(run.status, 2) << name;
+    EXPECT_NE(run.err.find(reasons.at(name)), std::string::npos) << name << ": " << run.err.substr(0, 300);
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << name;
+  }
+  const ToolRun set = run_qtrain(dir, "--set 'quant.rules=&a [*a]' --dry-run");
+  EXPECT_EQ(set.status, 2);
+  EXPECT_NE(set.err.find("--set: key 'quant.rules': the value contains itself"), std::string::npos) << set.err;
 }
 
 TEST(QtrainCli, DryRunOfDemoReadsBackToTheSameConfig) {
