@@ -104,6 +104,32 @@ TokenFile TokenFile::open(const std::string& path) {
   f.stored_type_ = classify(type.get());
   if (f.stored_type_.empty())
     throw Error("unsupported element type").file(path).key(kInputIdsDataset).expected("int32, uint16 or int64");
+  // A declared size must be backed by written data: an unfinished or forged file can declare
+  // 10^13 tokens in a few bytes (unwritten chunks read as zeros), which a job would then read
+  // for days. Chunked (qdata's, compressed): every chunk of the extent is written; contiguous:
+  // the storage holds every element.
+  if (f.size_ > 0) {
+    H5Handle plist(H5_CHECK(H5Dget_create_plist(f.h_->dataset.get()), path));
+    uint64_t written = 0, needed = 0;
+    if (H5Pget_layout(plist.get()) == H5D_CHUNKED) {
+      hsize_t chunk[1] = {0};
+      H5_CHECK(H5Pget_chunk(plist.get(), 1, chunk), path);
+      hsize_t chunks = 0;
+      H5_CHECK(H5Dget_num_chunks(f.h_->dataset.get(), space.get(), &chunks), path);
+      written = chunks;
+      needed = (static_cast<uint64_t>(f.size_) + chunk[0] - 1) / chunk[0];
+    } else {
+      written = H5Dget_storage_size(f.h_->dataset.get());
+      needed = static_cast<uint64_t>(f.size_) * H5Tget_size(type.get());
+    }
+    if (written < needed)
+      throw Error("the dataset declares " + std::to_string(f.size_) + " tokens, but " +
+                  (written > 0 ? std::string("only part") : std::string("none")) +
+                  " of its storage was written (an unfinished or damaged token file)")
+          .file(path)
+          .key(kInputIdsDataset)
+          .expected("a token file written to the end (qdata)");
+  }
   f.vocab_size_ = read_int_attribute(f.h_->dataset.get(), kVocabSizeAttribute, path);
   f.fingerprint_ = read_string_attribute(f.h_->dataset.get(), kTokenizerFingerprintAttribute, path);
   return f;

@@ -92,6 +92,41 @@ void write_raw(const std::string& path, const char* name, hid_t type, std::vecto
   H5Fclose(file);
 }
 
+// A dataset that declares absurd dimensions without the data behind them: 10^13 int32
+// tokens in chunks of 1024, none written (a file of a few KB), or only the first chunk. Both
+// are refused at open, at once, instead of reading 10^13 zeros.
+TEST(TokenFile, DeclaredTokensWithoutWrittenDataAreRefused) {
+  const auto dir = testing::scratch_dir();
+  for (const bool first_chunk : {false, true}) {
+    const auto path = (dir / (first_chunk ? "part.h5" : "none.h5")).string();
+    hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[1] = {10000000000000ULL}, chunk[1] = {1024};
+    hid_t space = H5Screate_simple(1, dims, nullptr);
+    hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(plist, 1, chunk);
+    hid_t dataset = H5Dcreate2(file, "input_ids", H5T_STD_I32LE, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+    if (first_chunk) {
+      std::vector<int32_t> ids(1024, 7);
+      hsize_t start[1] = {0};
+      hid_t memory = H5Screate_simple(1, chunk, nullptr);
+      H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, chunk, nullptr);
+      H5Dwrite(dataset, H5T_NATIVE_INT32, memory, space, H5P_DEFAULT, ids.data());
+      H5Sclose(memory);
+    }
+    H5Dclose(dataset);
+    H5Pclose(plist);
+    H5Sclose(space);
+    H5Fclose(file);
+    EXPECT_LT(std::filesystem::file_size(path), 100000u);
+    const auto message = error_of([&] { TokenFile::open(path); });
+    EXPECT_NE(message.find("declares 10000000000000 tokens, but " + std::string(first_chunk ? "only part" : "none") +
+                           " of its storage was written"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("key 'input_ids'"), std::string::npos) << message;
+  }
+}
+
 TEST(TokenFile, MalformedFilesAreRejectedWithTheirName) {
   const auto dir = testing::scratch_dir();
   const auto p = [&](const char* name) { return (dir / name).string(); };
