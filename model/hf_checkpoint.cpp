@@ -10,6 +10,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/strings.h"
 
 namespace qtrain::model {
 namespace fs = std::filesystem;
@@ -52,7 +53,9 @@ HFCheckpoint HFCheckpoint::open(const std::string& dir) {
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
       if (!it.value().is_string()) throw Error("shard name is not a string").file(index_path).key(it.key());
       const auto shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos) throw Error("shard name has a path").file(index_path).key(it.key());
+      if (!is_plain_file_name(shard))
+        throw Error("shard name '" + shard + "' is not a file name in the folder").file(index_path).key(it.key())
+            .expected("a file name without a path");
       auto& f = shards[shard];
       if (!f) f = SafetensorsFile::open((root / shard).string());
       if (!f->contains(it.key()))

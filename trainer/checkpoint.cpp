@@ -16,6 +16,7 @@
 #include "common/atomic_file.h"
 #include "common/dist.h"
 #include "common/error.h"
+#include "common/strings.h"
 #include "common/remove_tree.h"
 
 namespace qtrain::trainer {
@@ -265,7 +266,14 @@ LoadedCheckpoint LoadedCheckpoint::open(const std::string& dir, Verify verify) {
     files = {"config.json", "trainer_state.json"};
     if (!manifest.contains("shards") || !manifest["shards"].is_array() || manifest["shards"].empty())
       throw Error("manifest without shards").file(manifest_path).key("shards");
-    for (const auto& shard : manifest["shards"]) files.push_back(shard.get<std::string>());
+    for (const auto& shard : manifest["shards"]) {
+      if (!shard.is_string() || !is_plain_file_name(shard.get<std::string>()))
+        throw Error("a shard is not a file name in the checkpoint folder: " + shard.dump())
+            .file(manifest_path)
+            .key("shards")
+            .expected("file names without a path");
+      files.push_back(shard.get<std::string>());
+    }
   }
   LoadedCheckpoint c;
   c.dir_ = dir;

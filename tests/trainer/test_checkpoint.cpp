@@ -2,6 +2,8 @@
 // follows, and a damaged file is refused by its manifest checksum.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 
 #include "common/error.h"
@@ -63,6 +65,30 @@ TEST(Checkpoint, DamageIsCaughtByTheManifest) {
   EXPECT_THROW(lazy.restore("model", {{"w", w}}), Error);
   fs::resize_file(fs::path(path) / kShard, 10);
   EXPECT_THROW(LoadedCheckpoint::open(path, LoadedCheckpoint::Verify::on_read), Error);
+}
+
+// A forged or damaged manifest cannot point the reader outside the checkpoint folder: shard
+// names with a path, "..", or not strings are refused naming the manifest and the key.
+TEST(Checkpoint, ShardNamesOutsideTheFolderAreRefused) {
+  const auto dir = testing::scratch_dir();
+  CheckpointManager manager(dir.string(), 3);
+  const auto path = manager.save(1, contents(torch::ones({64})));
+  const auto manifest_path = fs::path(path) / "manifest.json";
+  const auto original = nlohmann::json::parse(testing::read_text(manifest_path));
+  ASSERT_TRUE(original.contains("shards"));
+  for (const auto& bad : {nlohmann::json("../../outside.safetensors"), nlohmann::json(".."), nlohmann::json(7),
+                          nlohmann::json("/etc/passwd")}) {
+    auto forged = original;
+    forged["shards"][0] = bad;
+    std::ofstream(manifest_path) << forged.dump(2);
+    try {
+      LoadedCheckpoint::open(path);
+      ADD_FAILURE() << "accepted shard " << bad.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("manifest.json: key 'shards': a shard is not a file name"), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 // A tensor saved in pieces (as ZeRO ranks own them) restores into any other cut of it, from
