@@ -322,6 +322,10 @@ TEST(QtrainTraining, NanStepsAreSkippedAndTooManyEndTheRun) {
   EXPECT_NE(aborted.err.find("key 'training.max_skipped_steps': 2 steps had a non-finite loss or gradient"),
             std::string::npos)
       << aborted.err;
+  // The checkpoint written before the storm (step 4) is intact and is the one resume takes.
+  const auto ck = dir / "b/checkpoints";
+  EXPECT_EQ(testing::read_text(ck / "latest").rfind("step_00000004", 0), 0u) << testing::read_text(ck / "latest");
+  EXPECT_NO_THROW(trainer::LoadedCheckpoint::open((ck / "step_00000004").string()));
 }
 
 TEST(QtrainTraining, AFailingOrHungRankEndsTheWholeJobQuickly) {
