@@ -43,7 +43,8 @@ def main():
     a = p.parse_args()
 
     config = json.load(open(os.path.join(a.export_dir, "config.json")))
-    keys = ["hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers"]
+    keys = ["hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "num_hidden_layers",
+            "num_experts", "num_local_experts", "mlp_only_layers"]
     print("export:   ", {k: config.get(k) for k in keys})
     if a.reference:
         ref = json.load(open(os.path.join(a.reference, "config.json")))
@@ -59,11 +60,22 @@ def main():
     expected = {"q_proj": (heads * d, hidden), "k_proj": (kv * d, hidden), "v_proj": (kv * d, hidden),
                 "o_proj": (hidden, heads * d), "gate_proj": (inter, hidden), "up_proj": (inter, hidden),
                 "down_proj": (hidden, inter)}
+    experts = config.get("num_experts", config.get("num_local_experts"))
+    moe_inter = config.get("moe_intermediate_size", inter)
     for name, module in model.named_modules():
         leaf = name.rsplit(".", 1)[-1]
+        if leaf == "gate" and experts and hasattr(module, "weight"):  # a mixture's router
+            if tuple(module.weight.shape) != (experts, hidden):
+                print(f"FAIL {name}.weight has shape {tuple(module.weight.shape)}, the config implies {(experts, hidden)}")
+                ok = False
+            continue
         if leaf in expected and hasattr(module, "weight") and module.weight.dim() == 2:
-            if tuple(module.weight.shape) != expected[leaf]:
-                print(f"FAIL {name}.weight has shape {tuple(module.weight.shape)}, the config implies {expected[leaf]}")
+            want = expected[leaf]
+            if ".experts." in name:  # an expert's MLP (checkpoints written per expert)
+                want = {"gate_proj": (moe_inter, hidden), "up_proj": (moe_inter, hidden),
+                        "down_proj": (hidden, moe_inter)}[leaf]
+            if tuple(module.weight.shape) != want:
+                print(f"FAIL {name}.weight has shape {tuple(module.weight.shape)}, the config implies {want}")
                 ok = False
     print("parameters:", sum(t.numel() for t in model.parameters()))
 
