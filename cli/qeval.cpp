@@ -1,7 +1,7 @@
 // qeval: evaluates a Hugging Face checkpoint folder on a token file. For now: perplexity
 // under the window definition of docs/formats.md, on one rank or spread over MPI ranks.
 // A token file made with another tokenizer than the folder's is refused (docs/qdata.md).
-//   qeval --model DIR --data FILE.h5 --seq-len N [--batch-size B] [--max-windows K] [--json]
+//   qeval --model DIR --data FILE.h5 [MORE.h5...] --seq-len N [--batch-size B] [--max-windows K] [--json]
 //   qeval --model DIR --tasks A.jsonl[,B.jsonl] [--tokenizer T]   (multiple choice, docs/eval.md)
 //   qeval --model DIR --generate "prompt" | --prompt-ids 1,2,3 [--max-new-tokens N] [--temperature T]
 //         [--top-k K] [--top-p P] [--seed S]                     (generation with a KV cache)
@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "common/cli_main.h"
 #include "common/device.h"
@@ -34,7 +35,8 @@ namespace po = boost::program_options;
 namespace {
 
 struct Options {
-  std::string model, data, device = "auto", dtype = "auto";
+  std::string model, device = "auto", dtype = "auto";
+  std::vector<std::string> data;  // token files: the first one's figures at the top of --json
   int64_t seq_len = 0, batch_size = 8, max_windows = 0;
   bool json = false;
   std::string tasks, tokenizer, target_delimiter = " ";  // multiple choice
@@ -52,7 +54,8 @@ std::optional<Options> parse(int argc, char** argv) {
   desc.add_options()
       ("help,h", "show this help")
       ("model", po::value(&o.model)->required(), "Hugging Face checkpoint folder (config.json + safetensors)")
-      ("data", po::value(&o.data), "HDF5 token file (dataset input_ids, docs/formats.md): perplexity")
+      ("data", po::value(&o.data)->multitoken()->composing(),
+       "HDF5 token file(s) (dataset input_ids, docs/formats.md): perplexity of each, the model loaded once")
       ("seq-len", po::value(&o.seq_len), "tokens per window (>= 2), required with --data")
       ("batch-size", po::value(&o.batch_size)->default_value(8), "windows (--data) or requests (--tasks) per forward")
       ("max-windows", po::value(&o.max_windows)->default_value(0), "evaluate at most this many windows; 0 = all")
@@ -207,28 +210,31 @@ int run(int argc, char** argv) {
   const auto device = qtrain::resolve_device(options->device);
   const auto dtype = qtrain::resolve_dtype(options->dtype, device);
   const auto kernels = qtrain::check_kernel_switches(device.is_cuda());
-  std::optional<qtrain::data::TokenFile> tokens;
-  if (!options->data.empty()) {
-    tokens = qtrain::data::TokenFile::open(options->data);
-    check_tokenizer(options->model, *tokens);
+  std::vector<qtrain::data::TokenFile> token_files;
+  for (const auto& path : options->data) {
+    token_files.push_back(qtrain::data::TokenFile::open(path));
+    check_tokenizer(options->model, token_files.back());
   }
   auto model = qtrain::quant::load_for_eval(options->model, {device, dtype});
   if (!options->json && qtrain::dist::is_main())
     std::fprintf(stderr, "qeval: %s\n", qtrain::describe_kernel_switches(kernels).c_str());
 
   nlohmann::json j = {{"model", options->model}};
-  if (tokens) {
+  for (size_t i = 0; i < token_files.size(); ++i) {
     qtrain::eval::PerplexityOptions eval_options;
     eval_options.seq_len = options->seq_len;
     eval_options.batch_size = options->batch_size;
     eval_options.max_windows = options->max_windows;
     eval_options.show_progress = !options->json;
-    const auto r = qtrain::eval::evaluate_perplexity(*model, *tokens, eval_options);
-    j.update({{"data", options->data}, {"seq_len", options->seq_len}, {"perplexity", r.perplexity},
-              {"mean_nll", r.mean_nll}, {"tokens", r.tokens}, {"windows", r.windows},
-              {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}});
+    const auto r = qtrain::eval::evaluate_perplexity(*model, token_files[i], eval_options);
+    const nlohmann::json figures = {{"data", options->data[i]}, {"seq_len", options->seq_len}, {"perplexity", r.perplexity},
+                                    {"mean_nll", r.mean_nll}, {"tokens", r.tokens}, {"windows", r.windows},
+                                    {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}};
+    if (i == 0) j.update(figures);
+    if (token_files.size() > 1) j["datasets"].push_back(figures);
     if (!options->json && qtrain::dist::is_main())
-      std::printf("perplexity %.6f  mean_nll %.6f  (%lld windows of %lld tokens, %lld predicted tokens, %s, %.1f tok/s)\n",
+      std::printf("%s%sperplexity %.6f  mean_nll %.6f  (%lld windows of %lld tokens, %lld predicted tokens, %s, %.1f tok/s)\n",
+                  token_files.size() > 1 ? options->data[i].c_str() : "", token_files.size() > 1 ? ": " : "",
                   r.perplexity, r.mean_nll, (long long)r.windows, (long long)options->seq_len, (long long)r.tokens,
                   qtrain::describe(device, dtype).c_str(), r.tokens_per_second);
   }

@@ -38,16 +38,18 @@ std::optional<po::variables_map> parse_subcommand(int argc, char** argv, po::opt
 
 int quantize_command(int argc, char** argv) {
   qtrain::trainer::QuantizeJob j;
-  std::string method = qtrain::config::name_of(j.ptq.method), observer = qtrain::config::name_of(j.observer);
+  std::string method = qtrain::config::name_of(j.ptq.method), observer = qtrain::config::name_of(j.observer),
+              kv_cache = qtrain::config::name_of(j.kv_cache);
   po::options_description desc("qtrain quantize: PTQ of a Hugging Face checkpoint to a compressed-tensors folder\nOptions");
   desc.add_options()
       ("model", po::value(&j.model)->required(), "Hugging Face checkpoint folder")
-      ("scheme", po::value(&j.scheme)->default_value(j.scheme), "scheme for every linear but lm_head: w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, mxfp4a16, mxfp4, w4afp8")
+      ("scheme", po::value(&j.scheme)->default_value(j.scheme), "scheme for every linear but lm_head: w<2|3|4|8>a16[-g<N>][-asym], w4a8[-g<N>], w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, mxfp4a16, mxfp4, w4afp8")
       ("rule", po::value(&j.rules)->composing(), "PATTERN=SCHEME, repeatable, first match wins (replaces --scheme)")
       ("calib", po::value(&j.calibration)->required(), "HDF5 token file with calibration text")
       ("output", po::value(&j.output)->required(), "folder to write")
       ("method", po::value(&method)->default_value(method), "rtn|gptq|awq|smoothquant")
       ("observer", po::value(&observer)->default_value(observer), "minmax|ema|percentile|mse (static activation scales)")
+      ("kv-cache", po::value(&kv_cache)->default_value(kv_cache), "none|int8|fp8: the KV cache quantized with static scales, calibrated on --calib")
       ("seq-len", po::value(&j.seq_len)->default_value(j.seq_len), "tokens per calibration sequence")
       ("calibration-sequences", po::value(&j.calibration_sequences)->default_value(j.calibration_sequences), "sequences from the start of --calib")
       ("batch-size", po::value(&j.batch_size)->default_value(j.batch_size), "sequences per calibration forward")
@@ -64,6 +66,7 @@ int quantize_command(int argc, char** argv) {
   if (!parse_subcommand(argc, argv, desc)) return 0;
   j.ptq.method = qtrain::config::parse_choice<qtrain::config::PtqMethod>(method, "--method");
   j.observer = qtrain::config::parse_choice<qtrain::config::ObserverKind>(observer, "--observer");
+  j.kv_cache = qtrain::config::parse_choice<qtrain::config::KvCache>(kv_cache, "--kv-cache");
   return qtrain::trainer::run_quantize(j);
 }
 

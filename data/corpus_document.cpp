@@ -57,7 +57,7 @@ std::string jsonl_text(const RawDocument& document, const std::string& text_key,
   nlohmann::json object;
   try {
     object = nlohmann::json::parse(document.bytes);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     // nlohmann says "[json.exception.parse_error.101] parse error at line 1, column 7: ...";
     // the line is ours to name, so keep only what follows "line 1, ".
     std::string what = e.what();

@@ -15,6 +15,21 @@
 namespace qtrain::data {
 namespace {
 
+// RTLD_DEEPBIND makes the module resolve protobuf in its own libsentencepiece first, never in
+// LibTorch's. AddressSanitizer cannot run a deep-bound library (its interceptors would be
+// bypassed), so the sanitized fuzz build (QTRAIN_FUZZ) opens it without; its fuzz target
+// loads no LibTorch protobuf code that could clash.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QTRAIN_NO_DEEPBIND 1
+#endif
+#endif
+#ifdef QTRAIN_NO_DEEPBIND
+constexpr int kDeepBind = 0;
+#else
+constexpr int kDeepBind = RTLD_DEEPBIND;
+#endif
+
 // Opens the module once per process; the handle is never closed (objects from it may live
 // until exit).
 sentencepiece_backend::LoadFunction load_function() {
@@ -24,7 +39,7 @@ sentencepiece_backend::LoadFunction load_function() {
   std::call_once(once, [] {
     for (const std::string& candidate : sentencepiece_module_candidates()) {
       if (!std::filesystem::exists(candidate)) continue;
-      void* handle = ::dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* handle = ::dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL | kDeepBind);
       if (!handle) {
         failure += std::string(failure.empty() ? "" : "; ") + ::dlerror();
         continue;

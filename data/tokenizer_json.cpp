@@ -37,6 +37,15 @@ struct Reader {
   std::string type_of(const json& object, const std::string& key) const {
     return string_member(object, "type", key);
   }
+  // A token id: an integer in [0, kMaxTokenId). The bound keeps a forged id from sizing the
+  // id -> token table (a vocabulary is stored densely up to its largest id); the largest
+  // real vocabularies hold about a million ids.
+  int32_t token_id(const json& id, const std::string& key) const {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxTokenId)
+      throw error(key, "is not a token id: " + id.dump()).expected("an integer in [0, " + std::to_string(kMaxTokenId) + ")");
+    return static_cast<int32_t>(id.get<int64_t>());
+  }
+  static constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 };
 
 std::string indexed(const std::string& key, size_t i) { return key + "[" + std::to_string(i) + "]"; }
@@ -128,8 +137,7 @@ void parse_model(const Reader& r, const json& j, BpeSpec* spec) {
   if (!vocab.is_object()) throw r.error("model.vocab", "is not an object of token: id");
   spec->vocab.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer()) throw r.error("model.vocab." + it.key(), "id is not an integer");
-    spec->vocab.emplace_back(it.key(), it.value().get<int32_t>());
+    spec->vocab.emplace_back(it.key(), r.token_id(it.value(), "model.vocab." + it.key()));
   }
   const json& merges = r.member(j, "merges", key);
   if (!merges.is_array()) throw r.error("model.merges", "is not an array");
@@ -163,8 +171,7 @@ std::vector<AddedToken> parse_added_tokens(const Reader& r, const json& j) {
     const json& t = j[i];
     AddedToken token;
     const json& id = r.member(t, "id", key);
-    if (!id.is_number_integer() || id.get<int64_t>() < 0) throw r.error(key + ".id", "is not a non-negative integer");
-    token.id = id.get<int32_t>();
+    token.id = r.token_id(id, key + ".id");
     token.content = r.string_member(t, "content", key);
     token.special = r.bool_member(t, "special", key, false);
     token.single_word = r.bool_member(t, "single_word", key, false);
@@ -204,16 +211,14 @@ void parse_post_processor(const Reader& r, const json& j, const std::string& key
       const json& entry = r.member(special, name, key + ".special_tokens");
       const json& ids = r.member(entry, "ids", key + ".special_tokens." + name);
       for (const json& id : ids) {
-        if (!id.is_number_integer()) throw r.error(key + ".special_tokens." + name + ".ids", "holds a non-integer");
-        (seen_sequence ? suffix : prefix).push_back(id.get<int32_t>());
+        (seen_sequence ? suffix : prefix).push_back(r.token_id(id, key + ".special_tokens." + name + ".ids"));
       }
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     for (const char* name : {"cls", "sep"}) {
       const json& pair = r.member(j, name, key);
-      if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer())
-        throw r.error(key + "." + name, "is not [token, id]");
-      (std::string(name) == "cls" ? prefix : suffix).push_back(pair[1].get<int32_t>());
+      if (!pair.is_array() || pair.size() != 2) throw r.error(key + "." + name, "is not [token, id]");
+      (std::string(name) == "cls" ? prefix : suffix).push_back(r.token_id(pair[1], key + "." + name + "[1]"));
     }
   } else {
     throw r.error(key + ".type", "unsupported post-processor '" + type + "'")

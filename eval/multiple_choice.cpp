@@ -28,7 +28,7 @@ McExample parse_example(const std::string& text, const std::string& path, int li
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (1e999)
     throw Error(std::string("not JSON: ") + e.what()).file(path).line(line);
   }
   if (!j.is_object()) throw Error("not a JSON object").file(path).line(line);

@@ -1,6 +1,8 @@
 // Presets and printing of quantization args.
 #include "quant/quant_args.h"
 
+#include <regex>
+
 #include "common/error.h"
 
 namespace qtrain::quant {
@@ -79,27 +81,29 @@ Scheme preset_scheme(const std::string& name) {
   Scheme s;
   s.name = name;
   if (name == "none") return s;
-  if (name.rfind("w4a16-g", 0) == 0) {
-    const bool asym = name.size() > 5 && name.compare(name.size() - 5, 5, "-asym") == 0;
-    const auto digits = name.substr(7, name.size() - 7 - (asym ? 5 : 0));
-    int64_t group = 0;
-    try {
-      group = std::stoll(digits);
-    } catch (const std::exception&) {
-    }
-    if (group <= 0 || std::to_string(group) != digits)
-      throw Error("bad group size in scheme '" + name + "'").expected("w4a16-g<group>[-asym], e.g. w4a16-g128");
-    s.weights = int_weights(4, Strategy::group, group, !asym);
-    return s;
-  }
-  if (name == "w8a16") {
-    s.weights = int_weights(8, Strategy::channel, 0, true);
-    return s;
-  }
   if (name == "w8a8" || name == "w8a8-dynamic") {
     s.weights = int_weights(8, Strategy::channel, 0, true);
     s.input_activations = name == "w8a8" ? activations("int", Strategy::tensor, false)
                                          : activations("int", Strategy::token, true);
+    return s;
+  }
+  // w<bits>a16[-g<group>][-asym] (weight-only, bits 2, 3, 4 or 8; per output channel without
+  // a group) and w4a8[-g<group>] (compressed-tensors' W4A8: int8 per-token dynamic inputs).
+  static const std::regex int_preset(R"(^w([2348])a(16|8)(?:-g([0-9]+))?(-asym)?$)");
+  std::smatch m;
+  if (std::regex_match(name, m, int_preset)) {
+    const int bits = std::stoi(m[1].str());
+    const bool weight_only = m[2].str() == "16", asym = m[4].matched;
+    int64_t group = 0;
+    if (m[3].matched) {
+      const auto digits = m[3].str();
+      if (digits.size() > 6 || digits[0] == '0' || (group = std::stoll(digits)) <= 0)
+        throw Error("bad group size in scheme '" + name + "'").expected("w<bits>a16-g<group>, e.g. w4a16-g128");
+    }
+    if (!weight_only && (bits != 4 || asym))
+      throw Error("unknown quantization scheme '" + name + "'").expected("w4a8[-g<group>] (int4 weights, int8 inputs)");
+    s.weights = int_weights(bits, group ? Strategy::group : Strategy::channel, group, !asym);
+    if (!weight_only) s.input_activations = activations("int", Strategy::token, true);
     return s;
   }
   if (name == "fp8" || name == "fp8-dynamic") {
@@ -138,8 +142,8 @@ Scheme preset_scheme(const std::string& name) {
     return s;
   }
   throw Error("unknown quantization scheme '" + name + "'")
-      .expected("none, w4a16-g<N>[-asym], w8a16, w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, nvfp4a16, nvfp4, "
-                "mxfp4a16, mxfp4, w4afp8");
+      .expected("none, w<2|3|4|8>a16[-g<N>][-asym], w4a8[-g<N>], w8a8, w8a8-dynamic, fp8, fp8-dynamic, fp8-block, "
+                "nvfp4a16, nvfp4, mxfp4a16, mxfp4, w4afp8");
 }
 
 }  // namespace qtrain::quant

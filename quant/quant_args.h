@@ -64,8 +64,10 @@ struct Scheme {
 // with E4M3 group scales and a global scale, weight-only), nvfp4 (the same activations, group
 // scales at run time under a calibrated global scale), mxfp4a16 and mxfp4 (E2M1 groups of 32
 // with E8M0 scales; mxfp4's activations dynamic alike), w4afp8 (int4 group 128 weights, FP8
-// per-token dynamic activations: vLLM's W4A8-FP8), none. "w4a16-g<N>"
-// takes any group size. Throws qtrain::Error for an unknown name.
+// per-token dynamic activations: vLLM's W4A8-FP8), none. Integer weight-only presets in
+// general: w<bits>a16[-g<N>][-asym] for 2, 3, 4 or 8 bits (per output channel without -g;
+// any group size), and w4a8[-g<N>] (int4 weights, int8 per-token dynamic inputs:
+// compressed-tensors' W4A8). Throws qtrain::Error for an unknown name.
 Scheme preset_scheme(const std::string& name);
 
 }  // namespace qtrain::quant

@@ -52,21 +52,7 @@ scripts/prepare-demo-data.sh "$build"
 
 stage_done data
 stage "2/3 teacher: train a small Llama from scratch (configs/demo_teacher.yaml) -> $demo/teacher"
-if [ -f "$demo/teacher/model.safetensors" ]; then
-  echo "demo: $demo/teacher exists; not trained again (delete it, and $demo/teacher-run, to retrain)"
-else
-  "${qtrain[@]}" --config configs/demo_teacher.yaml --set logging.progress="$progress"
-  # The last checkpoint (sharded training state, docs/trainer.md) becomes a Hugging Face folder
-  # (config.json + model.safetensors in bf16, as teachers are published) by `qtrain export`;
-  # with GPT-2's tokenizer beside it, qtrain and qeval check that token files were made with
-  # that tokenizer.
-  run="$demo/teacher-run/checkpoints"
-  last="$run/$(cat "$run/latest")"
-  rm -rf "$demo/teacher.tmp"
-  "$build/qtrain" export --checkpoint "$last" --output "$demo/teacher.tmp" --tokenizer .cache/corpus/gpt2
-  mv "$demo/teacher.tmp" "$demo/teacher"  # last: its presence means the teacher is complete
-  echo "demo: teacher = $last -> $demo/teacher"
-fi
+scripts/train-demo-teacher.sh "$build" --set logging.progress="$progress"
 # The same windows as the student's evaluation (configs/demo.yaml, eval section).
 "$build/qeval" --model "$demo/teacher" --data "$demo/val.h5" --seq-len 256 --batch-size 16 --max-windows 64 \
   | sed 's/^/demo: teacher /'

@@ -5,6 +5,8 @@
 # training on the CPU is about 10x slower; OpenBLAS then provides libblas.so.3 (alternatives),
 # built for the OpenMP runtime that LibTorch uses.
 # chromium: the run report's test opens report.html in headless Chromium (docs/report.md).
+# clang, libclang-rt-dev: the fuzz targets (scripts/fuzz.sh): libFuzzer, ASan and UBSan are
+# compiler-rt's, which clang only recommends.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev libopenblas0-openmp libyaml-cpp-dev libhdf5-dev libboost-program-options-dev
@@ -12,7 +14,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libopenmpi-dev openmpi-bin
       libpcre2-dev libsentencepiece-dev sentencepiece libutf8proc-dev libxxhash-dev
       zlib1g-dev iproute2
-      chromium)
+      chromium clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

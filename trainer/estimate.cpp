@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "common/json_file.h"
 #include "model/flops.h"
 #include "model/model_config.h"
 #include "trainer/models.h"
@@ -29,8 +30,7 @@ model::ModelConfig student_config(const config::ModelSection& m, const model::Mo
   if (m.student_source() == config::StudentSource::config) {
     nlohmann::json raw = teacher ? teacher->raw : nlohmann::json::object();
     if (!m.student_config.empty()) {
-      std::ifstream in(m.student_config);
-      raw = nlohmann::json::parse(in);
+      raw = read_json_file(m.student_config, "model.student_config");
     }
     return model::ModelConfig::from_json(apply_overrides(raw, m.student_overrides), "student config");
   }

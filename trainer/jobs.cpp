@@ -14,6 +14,7 @@
 #include "eval/perplexity.h"
 #include "model/hf_checkpoint.h"
 #include "quant/export.h"
+#include "quant/kv_cache_quant.h"
 #include "quant/load_compressed.h"
 #include "quant/model_state.h"
 #include "quant/ptq.h"
@@ -35,6 +36,7 @@ int run_quantize(const QuantizeJob& job) {
   quant::FakeQuantOptions fq;
   fq.observer.kind = job.observer;
   quant::attach_fake_quant(*model, quant::assign_schemes(*model, quant::parse_rules(rules, "--scheme")), fq);
+  quant::attach_kv_cache_quant(*model, job.kv_cache);
   const auto sequences = calibration_sequences(job.calibration, job.seq_len, job.calibration_sequences).to(device);
   auto run_batches = [&] {
     compat::AutocastGuard autocast(device, dtype);

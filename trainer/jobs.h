@@ -16,6 +16,7 @@ struct QuantizeJob {
   std::vector<std::string> rules;  // overrides scheme: full quant.rules
   config::PtqSection ptq;  // as quant.method, quant.gptq_* ... of a training job
   config::ObserverKind observer = config::ObserverKind::minmax;
+  config::KvCache kv_cache = config::KvCache::none;  // as quant.kv_cache: static K/V scales, calibrated
   int64_t seq_len = 512, calibration_sequences = 64, batch_size = 4;
   std::string device = "auto", dtype = "auto";
   std::string eval_data;  // optional: print the perplexity of the result on this token file

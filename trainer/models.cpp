@@ -7,21 +7,12 @@
 #include <regex>
 
 #include "common/error.h"
+#include "common/json_file.h"
 #include "model/hf_checkpoint.h"
 
 namespace qtrain::trainer {
 
 namespace {
-
-nlohmann::json read_json_file(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open config").file(path).key(key);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("malformed JSON: ") + e.what()).file(path).key(key);
-  }
-}
 
 // The name with its decoder layer (model::decoder_layer_of) replaced.
 std::string with_layer(const std::string& name, int64_t layer) {

@@ -3,6 +3,7 @@
 // a token file made with another tokenizer than the model folder's is refused.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,34 @@ TEST(QevalCli, JsonPerplexityMatchesTransformers) {
   EXPECT_EQ(got["windows"], 24);
   EXPECT_EQ(got["tokens"], 24 * 63);
   EXPECT_TRUE(got.contains("mean_nll"));
+}
+
+// Two token files, one load: each file's perplexity as a run on it alone gives, the first
+// file's also at the top level; here the second file is the first cut to its first 12 windows.
+TEST(QevalCli, SeveralTokenFilesAreEvaluatedWithOneLoad) {
+  const auto dir = testing::scratch_dir();
+  const auto one = run_tool(dir, "qeval",
+                            "--model tests/fixtures/llama_gqa_llama3 --data tests/fixtures/tokens.h5 --seq-len 64 "
+                            "--max-windows 12 --device cpu --json");
+  ASSERT_EQ(one.status, 0) << one.err;
+  const auto both = run_tool(dir, "qeval",
+                             "--model tests/fixtures/llama_gqa_llama3 --data tests/fixtures/tokens.h5 "
+                             "tests/fixtures/tokens.h5 --seq-len 64 --max-windows 12 --device cpu --json");
+  ASSERT_EQ(both.status, 0) << both.err;
+  const auto a = nlohmann::json::parse(one.out), b = nlohmann::json::parse(both.out);
+  ASSERT_EQ(b["datasets"].size(), 2u);
+  for (const auto& d : b["datasets"]) {
+    EXPECT_EQ(d["perplexity"], a["perplexity"]);
+    EXPECT_EQ(d["windows"], 12);
+  }
+  EXPECT_EQ(b["perplexity"], a["perplexity"]);
+  EXPECT_FALSE(a.contains("datasets"));
+  const auto text = run_tool(dir, "qeval",
+                             "--model tests/fixtures/llama_gqa_llama3 --data tests/fixtures/tokens.h5 "
+                             "tests/fixtures/tokens.h5 --seq-len 64 --max-windows 2 --device cpu");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_EQ(std::count(text.out.begin(), text.out.end(), '\n'), 2) << text.out;
+  EXPECT_NE(text.out.find("tests/fixtures/tokens.h5: perplexity "), std::string::npos) << text.out;
 }
 
 TEST(QevalCli, TwoRanksSplitTheWindowsAndAgree) {

@@ -63,7 +63,7 @@ TEST_P(ExportSchemes, IntegerModelComputesWhatFakeQuantSimulated) {
     if (!quantized.count(item.key()) && item.key().find(".quant.") == std::string::npos)
       item.value().set_data(item.value().to(torch::kBFloat16).to(torch::kFloat32));
   const auto a = fake->forward(ids), b = integer->forward(ids);
-  const bool weight_only = scheme.rfind("w4a16", 0) == 0 || scheme == "w8a16";
+  const bool weight_only = scheme.find("a16") != std::string::npos;
   const auto pa = perplexity(*fake), pb = perplexity(*integer);
   EXPECT_NEAR(pb.perplexity, pa.perplexity, 0.005 * pa.perplexity) << scheme;  // the 0.5%
   if (weight_only) {
@@ -81,7 +81,8 @@ TEST_P(ExportSchemes, IntegerModelComputesWhatFakeQuantSimulated) {
 
 INSTANTIATE_TEST_SUITE_P(Schemes, ExportSchemes,
                          ::testing::Values("w4a16-g32", "w4a16-g32-asym", "w8a16", "w8a8", "w8a8-dynamic", "fp8",
-                                           "fp8-dynamic"),
+                                           "fp8-dynamic", "w4a16", "w3a16-g32", "w3a16-g16-asym", "w2a16-g16",
+                                           "w8a16-g32", "w4a8-g32", "w4a8"),
                          [](const auto& info) {
                            auto n = info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

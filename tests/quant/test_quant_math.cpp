@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "model/safetensors.h"
 #include "quant/fp8.h"
 #include "quant/pack_quantized.h"
 #include "quant/quant_math.h"
+#include "tests/test_util.h"
 
 namespace qtrain::quant {
 namespace {
@@ -113,6 +115,23 @@ TEST(PackQuantized, LayoutMatchesCompressedTensors) {
   // 8-bit: four per word, offset 128.
   EXPECT_EQ(pack_to_int32(torch::tensor({{-128, -127, 0, 127}}), 8).item<int32_t>(),
             static_cast<int32_t>(0xFF800100u));
+}
+
+// 2, 3, 4 and 8 bits against tests/fixtures/pack (compressed-tensors' dense layout, built bit
+// by bit in Python by make_pack_fixture.py): 3-bit values straddle words.
+TEST(PackQuantized, DenseLayoutMatchesTheReferenceForEveryBitWidth) {
+  const auto file = model::SafetensorsFile::open(testing::fixture("pack/pack.safetensors").string());
+  for (int bits : {2, 3, 4, 8}) {
+    SCOPED_TRACE(bits);
+    const auto b = std::to_string(bits);
+    const auto values = file->tensor("values_" + b).to(torch::kInt64);
+    const auto rows = file->tensor("rows_" + b), cols = file->tensor("cols_" + b);
+    EXPECT_TRUE(pack_to_int32(values, bits).equal(rows));
+    EXPECT_TRUE(pack_to_int32(values, bits, 0).equal(cols));
+    EXPECT_TRUE(unpack_from_int32(rows, bits, values.size(1)).to(torch::kInt64).equal(values));
+    EXPECT_TRUE(unpack_from_int32(cols, bits, values.size(0), 0).to(torch::kInt64).equal(values));
+  }
+  EXPECT_THROW(pack_to_int32(torch::zeros({1, 4}, torch::kInt64), 9), Error);
 }
 
 TEST(PackQuantized, RoundTripsAlongEitherDimensionWithPadding) {

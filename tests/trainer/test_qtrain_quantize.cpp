@@ -104,5 +104,35 @@ INSTANTIATE_TEST_SUITE_P(Methods, QtrainQuantize,
                            return name;
                          });
 
+// --kv-cache fp8: the export carries the KV-cache scheme and a calibrated K and V scale per
+// attention (as quant.kv_cache writes them), and its perplexity is the W4 one's give or take
+// the FP8 rounding of keys and values; a bad value exits with status 2 naming the option.
+TEST(QtrainQuantizeKvCache, Fp8KvCacheIsCalibratedAndExported) {
+  const auto dir = testing::scratch_dir();
+  const QuantizeCase c{"w4a16-g32", "rtn", "pack-quantized", 0.05};
+  const auto w4 = run_tool(dir, "qtrain", quantize_args(c, dir / "w4", "cpu"));
+  ASSERT_EQ(w4.status, 0) << w4.err;
+  const auto kv = run_tool(dir, "qtrain", quantize_args(c, dir / "kv", "cpu") + " --kv-cache fp8");
+  ASSERT_EQ(kv.status, 0) << kv.err;
+  const auto config = nlohmann::json::parse(testing::read_text(dir / "kv" / "config.json"));
+  const auto& scheme = config["quantization_config"]["kv_cache_scheme"];
+  ASSERT_TRUE(scheme.is_object()) << config.dump(2);
+  EXPECT_EQ(scheme["type"], "float");
+  EXPECT_EQ(scheme["num_bits"], 8);
+  const auto file = model::SafetensorsFile::open((dir / "kv" / "model.safetensors").string());
+  for (int layer = 0; layer < 2; ++layer)
+    for (const char* name : {"k_scale", "v_scale"}) {
+      const auto key = "model.layers." + std::to_string(layer) + ".self_attn." + name;
+      ASSERT_TRUE(file->contains(key)) << key;
+      EXPECT_GT(file->tensor(key).to(torch::kFloat32).item<float>(), 0.0f) << key;
+    }
+  const double p4 = printed_perplexity(w4.out), pkv = printed_perplexity(kv.out);
+  EXPECT_NE(pkv, p4);
+  EXPECT_NEAR(pkv, p4, 0.02 * p4);
+  const auto bad = run_tool(dir, "qtrain", quantize_args(c, dir / "bad", "cpu") + " --kv-cache fp4");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--kv-cache"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace qtrain
