@@ -21,10 +21,6 @@ namespace {
 constexpr const char* kSingleFile = "model.safetensors";
 constexpr const char* kIndexFile = "model.safetensors.index.json";
 
-// Names that some checkpoints carry but that are derived state, not weights.
-bool is_derived_buffer(const std::string& name) {
-  return name.find("rotary_emb.inv_freq") != std::string::npos;
-}
 
 json read_json(const fs::path& path) {
   std::ifstream in(path);
@@ -85,6 +81,8 @@ const SafetensorsFile& HFCheckpoint::file_of(const std::string& name) const {
 }
 
 torch::Tensor HFCheckpoint::tensor(const std::string& name) const { return file_of(name).tensor(name); }
+
+bool is_derived_buffer(const std::string& name) { return name.find("rotary_emb.inv_freq") != std::string::npos; }
 
 void check_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
   std::set<std::string> used;

@@ -34,6 +34,9 @@ class HFCheckpoint {
   std::map<std::string, std::shared_ptr<SafetensorsFile>> file_of_;
 };
 
+// Names that some checkpoints carry but that are derived state, not weights (rotary inv_freq).
+bool is_derived_buffer(const std::string& name);
+
 // Every parameter must be present with its shape, as floating point; a tensor the model has
 // no place for is an error (qtrain::Error naming the file and the tensor). Reads no data.
 void check_weights(CausalLMImpl& model, const HFCheckpoint& checkpoint);

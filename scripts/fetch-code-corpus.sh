@@ -6,7 +6,7 @@
 #   .cache/code/code.tar.xz    every *.c and *.h of the kernel tree of at most 64 KiB that is
 #                              valid UTF-8, taken in the order of the SHA-1 of its path (a
 #                              sample spread over the whole tree) until BUDGET_MB (default
-#                              380) MB of text; unpacks to code/
+#                              205) MB of text (xz: about 38 MB); unpacks to code/
 #   .cache/code/prose.tar      every 8th kernel documentation file (.rst.gz, by the SHA-1 of
 #                              its path) of scripts/fetch-demo-corpus.sh: prose the teacher
 #                              never sees, the other domain of the table; unpacks to prose/
@@ -15,7 +15,7 @@
 # Usage: scripts/fetch-code-corpus.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=.cache/code budget_mb=${BUDGET_MB:-380}
+out=.cache/code budget_mb=${BUDGET_MB:-205}
 if [ -f "$out/code.tar.xz" ] && [ -f "$out/prose.tar" ]; then
   echo "fetch-code-corpus: $out/code.tar.xz and $out/prose.tar exist; nothing to do"
   exit 0
@@ -57,7 +57,7 @@ for p in files:
 print(f"{total} bytes", file=sys.stderr)
 PY
 mkdir -p "$work/code"
-(cd "$work" && tar -cf - --transform 's,^linux-source-6.1,code,' -T list) | xz -T0 -6 > "$out/code.tar.xz.tmp"
+(cd "$work" && tar -cf - --transform 's,^linux-source-6.1,code,' -T list) | xz -T0 -9 > "$out/code.tar.xz.tmp"
 mv "$out/code.tar.xz.tmp" "$out/code.tar.xz"
 python3 - > "$work/prose" <<'PY'
 import hashlib, os
