@@ -12,7 +12,7 @@
 #            `qtrain quantize`, and QAT + KD from GPTQ (configs/gpu_code_qat.yaml)
 #   prune    MLP 25% and 50%, KV groups 50%, 25% of the layers: no recovery (one step at lr
 #            1e-10), KD, and KD with W4A16 g128 QAT
-# Every model is evaluated by qeval on 512 windows of 512 tokens of val.h5 and of prose.h5;
+# Every model is evaluated by qeval on 256 windows of 512 tokens of val.h5 and of prose.h5;
 # the QAT+KD fake-quant and masked students by qtrain itself on the same val.h5 windows.
 # Tables (Markdown) go to stdout and $OUT/gpu_table.md, logs to runs/gpu-table/ and $OUT.
 # Usage (GPU machine): source .devdeps/setup.sh && scripts/gpu-table.sh [STAGE...]
@@ -27,7 +27,7 @@ stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(data teacher quant prune)
 code=.cache/code out=runs/gpu-table teacher=runs/gpu-table/teacher
 mkdir -p "$out"
-windows=${WINDOWS:-512} device=${DEVICE:-cuda}
+windows=${WINDOWS:-256} device=${DEVICE:-cuda}
 read -r -a teacher_set <<<"${TEACHER_SET:-}"
 read -r -a job_set <<<"${JOB_SET:-}"
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
