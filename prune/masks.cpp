@@ -87,7 +87,7 @@ torch::Tensor top_units(const torch::Tensor& mask, const torch::Tensor& score, i
   const auto keep = mask.cpu();
   if (kept >= keep.sum().item<int64_t>()) return mask;
   QT_REQUIRE(score.defined() && score.numel() == keep.numel(), "pruning importance of the wrong size");
-  auto ranked = score.to(torch::kFloat64).clone().masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+  auto ranked = score.to(torch::kCPU, torch::kFloat64).clone().masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
   const auto chosen = std::get<1>(ranked.topk(kept));
   return torch::zeros_like(keep).index_fill(0, chosen, true).to(mask.device());
 }
@@ -151,7 +151,8 @@ std::vector<MaskedTensor> masked_tensors(model::CausalLMImpl& model, const Struc
     const std::string prefix = "model.layers." + std::to_string(i) + ".";
     // What the layer writes into the residual stream: nothing when the layer is dropped.
     auto writes = hidden;
-    if (depth[i].item<float>() == 0.0f) writes = torch::zeros({model.config().hidden_size}, torch::kFloat32);
+    if (depth[i].item<float>() == 0.0f)  // on the model's device, as the other factors
+      writes = torch::zeros({model.config().hidden_size}, masks.depth.options().dtype(torch::kFloat32));
     auto& attn = *layer->self_attn;
     const int64_t groups = attn.num_heads / attn.num_kv_heads;
     const auto q = as_factor(m.kv_groups.repeat_interleave(groups * attn.head_dim));

@@ -11,7 +11,7 @@
 #   quant    per scheme: RTN, GPTQ (and AWQ for weight-only int, SmoothQuant for W8A8) by
 #            `qtrain quantize`, and QAT + KD from GPTQ (configs/gpu_code_qat.yaml)
 #   prune    MLP 25% and 50%, KV groups 50%, 25% of the layers: no recovery (one step at lr
-#            1e-10), KD, and KD with W4A16 g128 QAT
+#            1e-10), KD, and KD with W4A16 g128 QAT (from RTN)
 # Every model is evaluated by qeval on 256 windows of 512 tokens of val.h5 and of prose.h5;
 # the QAT+KD fake-quant and masked students by qtrain itself on the same val.h5 windows.
 # Tables (Markdown) go to stdout and $OUT/gpu_table.md, logs to runs/gpu-table/ and $OUT.
@@ -150,7 +150,9 @@ if want prune; then
     log "$label"
     qtrain_job "prune-$tag-oneshot" --set "$setting" --set training.steps=1 --set training.warmup_steps=0 --set training.lr=1e-10
     qtrain_job "prune-$tag-kd" --set "$setting"
-    qtrain_job "prune-$tag-kd-w4" --set "$setting" --set "quant.rules=[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']"
+    # RTN initialisation: GPTQ's fixed group scales cannot follow the columns that pruning removes
+    qtrain_job "prune-$tag-kd-w4" --set "$setting" --set "quant.rules=[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']" \
+      --set quant.method=rtn
     line="$label"
     for run in oneshot kd kd-w4; do
       read -r masked _ <<<"$(run_pair "$out/prune-$tag-$run.log")"
