@@ -152,7 +152,7 @@ if want prune; then
     qtrain_job "prune-$tag-kd" --set "$setting"
     # RTN initialisation: GPTQ's fixed group scales cannot follow the columns that pruning removes
     qtrain_job "prune-$tag-kd-w4" --set "$setting" --set "quant.rules=[lm_head=none, 're:model\\.layers\\..*=w4a16-g128']" \
-      --set quant.method=rtn
+      --set quant.method=rtn --set prune.multiple=128  # whole groups of 128 columns
     line="$label"
     for run in oneshot kd kd-w4; do
       read -r masked _ <<<"$(run_pair "$out/prune-$tag-$run.log")"
