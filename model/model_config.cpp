@@ -1,8 +1,11 @@
 // Parsing and validation of Hugging Face config.json for Llama, Qwen2 and Mistral.
 #include "model/model_config.h"
 
+#include <cstdint>
 #include <fstream>
 #include <set>
+#include <type_traits>
+#include <vector>
 
 #include "common/error.h"
 
@@ -11,13 +14,44 @@ namespace {
 
 using nlohmann::json;
 
+// An integer, from a JSON integer or a float that holds one exactly (4096.0): a non-integer
+// size (1.5) or one beyond int64 (1e300, whose conversion is undefined) is a wrong type.
+bool integer_value(const json& v, int64_t* out) {
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = v.get<int64_t>();
+    return true;
+  }
+  if (!v.is_number_float()) return false;
+  const double d = v.get<double>();
+  if (!(d >= -9.2e18 && d <= 9.2e18) || d != static_cast<double>(static_cast<int64_t>(d))) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
 template <class T>
 T get_required(const json& j, const std::string& key, const std::string& source, const char* expected) {
   if (!j.contains(key) || j[key].is_null()) throw Error("missing required key").file(source).key(key).expected(expected);
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    throw Error("wrong type: " + j[key].dump()).file(source).key(key).expected(expected);
+  const auto wrong = [&] { return Error("wrong type: " + j[key].dump()).file(source).key(key).expected(expected); };
+  if constexpr (std::is_same_v<T, int64_t>) {
+    int64_t v = 0;
+    if (!integer_value(j[key], &v)) throw wrong();
+    return v;
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!j[key].is_array()) throw wrong();
+    std::vector<int64_t> out;
+    for (const auto& item : j[key]) {
+      int64_t v = 0;
+      if (!integer_value(item, &v)) throw wrong();
+      out.push_back(v);
+    }
+    return out;
+  } else {
+    try {
+      return j[key].get<T>();
+    } catch (const json::exception&) {
+      throw wrong();
+    }
   }
 }
 

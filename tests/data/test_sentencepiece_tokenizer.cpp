@@ -1,7 +1,12 @@
-// The SentencePiece adapter against spm_encode's ids.
+// The SentencePiece adapter against spm_encode's ids, and a malformed model refused.
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "common/error.h"
+#include "data/sentencepiece_tokenizer.h"
 #include "tests/data/tokenizer_fixtures.h"
+#include "tests/test_util.h"
 
 namespace qtrain::data {
 namespace {
@@ -30,6 +35,20 @@ TEST(SentencePieceTokenizer, MatchesSpmEncodeLineByLine) {
   }
   EXPECT_EQ(lines, 571u);
   EXPECT_EQ(tokenizer->encode_with_special_tokens("int x;").front(), 1);
+}
+
+// A model with an empty piece: libsentencepiece's trie builder throws (the sentencepiece
+// fuzz target's finding, fuzz/regressions/sentencepiece), which used to cross the module's
+// C interface and end the process; it is a qtrain::Error naming the file.
+TEST(SentencePieceTokenizer, AModelThatLibsentencepieceThrowsOnIsAnError) {
+  const auto path = testing::source_dir() / "fuzz/regressions/sentencepiece/empty-piece.model";
+  try {
+    SentencePieceTokenizer::load(path.string());
+    FAIL() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("empty-piece.model"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("libsentencepiece"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -165,8 +165,20 @@ INSTANTIATE_TEST_SUITE_P(
                       ConfigDefect{"kv_not_divisor", "num_key_value_heads", 3, "not a multiple"},
                       ConfigDefect{"activation", "hidden_act", "gelu", "unsupported activation"},
                       ConfigDefect{"rope_type", "rope_parameters", {{"rope_type", "yarn"}, {"factor", 4.0}},
-                                   "unsupported rope type"}),
+                                   "unsupported rope type"},
+                      // issue 25 / the model_config fuzz target: non-integer and out-of-range sizes
+                      ConfigDefect{"fractional_size", "hidden_size", 64.5, "wrong type"},
+                      ConfigDefect{"size_beyond_int64", "num_hidden_layers", 6.5e124, "wrong type"},
+                      ConfigDefect{"unsigned_beyond_int64", "intermediate_size", 18446744073709551615ull, "wrong type"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A size written as a float that holds an integer exactly (some exporters write 4096.0)
+// reads as that integer.
+TEST(ModelConfig, IntegralFloatSizesAreIntegers) {
+  auto cfg = read_json(testing::fixture("llama_gqa_llama3/config.json"));
+  cfg["intermediate_size"] = 96.0;
+  EXPECT_EQ(ModelConfig::from_json(cfg, "config.json").intermediate_size, 96);
+}
 
 TEST(ModelConfig, ReadsOlderRopeScalingAndThetaKeys) {
   auto cfg = read_json(testing::fixture("llama_gqa_llama3/config.json"));
