@@ -226,7 +226,13 @@ int run(int argc, char** argv) {
     eval_options.batch_size = options->batch_size;
     eval_options.max_windows = options->max_windows;
     eval_options.show_progress = !options->json;
-    const auto r = qtrain::eval::evaluate_perplexity(*model, token_files[i], eval_options);
+    qtrain::eval::PerplexityResult r;
+    try {
+      r = qtrain::eval::evaluate_perplexity(*model, token_files[i], eval_options);
+    } catch (qtrain::Error& e) {
+      if (e.file_name().empty()) e.file(options->model);  // a non-finite loss: the checkpoint is at fault
+      throw;
+    }
     const nlohmann::json figures = {{"data", options->data[i]}, {"seq_len", options->seq_len}, {"perplexity", r.perplexity},
                                     {"mean_nll", r.mean_nll}, {"tokens", r.tokens}, {"windows", r.windows},
                                     {"seconds", r.seconds}, {"tokens_per_second", r.tokens_per_second}};

@@ -3,6 +3,7 @@
 #include "eval/perplexity.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "common/dist.h"
 #include "common/error.h"
@@ -90,6 +91,13 @@ PerplexityResult evaluate_perplexity(model::CausalLMImpl& model, const data::Tok
   }
   if (options.show_progress) progress.finish();
   dist::allreduce_sum(sums.data(), static_cast<int>(sums.size()));
+  // A NaN or Inf loss (weights holding NaN or Inf, or an overflow in the model) is an error,
+  // never a "perplexity -nan": every rank sees the same sums, so every rank throws.
+  for (size_t i = 0; i < sums.size(); ++i)
+    if (!std::isfinite(sums[i]))
+      throw Error("the model's loss is not finite on window " + std::to_string(i) + " of " +
+                  std::to_string(sums.size()) + " (logits hold NaN or Inf)")
+          .expected("a model whose weights and logits are finite");
 
   PerplexityResult r;
   r.windows = windows;

@@ -1,6 +1,7 @@
 // Parsing and validation of Hugging Face config.json for Llama, Qwen2 and Mistral.
 #include "model/model_config.h"
 
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <set>
@@ -169,7 +170,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   check_positive(c.head_dim, "head_dim", src);
   if (c.head_dim % 2 != 0) throw Error("rotary embeddings need an even head_dim").file(src).key("head_dim");
   c.max_position_embeddings = get_or<int64_t>(j, "max_position_embeddings", 2048, src, "integer");
+  check_positive(c.max_position_embeddings, "max_position_embeddings", src);
   c.rms_norm_eps = get_or<double>(j, "rms_norm_eps", 1e-6, src, "number");
+  if (!(c.rms_norm_eps > 0.0) || !std::isfinite(c.rms_norm_eps))  // 0 divides by zero on a zero row: NaN
+    throw Error("rms_norm_eps is " + j["rms_norm_eps"].dump()).file(src).key("rms_norm_eps").expected("a number > 0");
   const auto act = get_or<std::string>(j, "hidden_act", "silu", src, "silu");
   if (act != "silu") throw Error("unsupported activation '" + act + "'").file(src).key("hidden_act").expected("silu");
   if (get_or<double>(j, "partial_rotary_factor", 1.0, src, "number") != 1.0)

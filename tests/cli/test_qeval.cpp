@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "data/token_writer.h"
+#include "model/safetensors.h"
 #include "data/tokenizer.h"
 #include "tests/test_util.h"
 
@@ -57,6 +59,27 @@ TEST(QevalCli, SeveralTokenFilesAreEvaluatedWithOneLoad) {
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_EQ(std::count(text.out.begin(), text.out.end(), '\n'), 2) << text.out;
   EXPECT_NE(text.out.find("tests/fixtures/tokens.h5: perplexity "), std::string::npos) << text.out;
+}
+
+// Weights holding NaN (issue 24): the evaluation ends with status 2 and an error naming the
+// checkpoint, instead of printing "perplexity -nan" and exiting 0.
+TEST(QevalCli, NonFiniteWeightsEndTheEvaluationNamingTheCheckpoint) {
+  const auto dir = testing::scratch_dir();
+  const auto folder = dir / "nan_model";
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(testing::fixture("qwen2_bias/config.json"), folder / "config.json");
+  const auto st = model::SafetensorsFile::open(testing::fixture("qwen2_bias/model.safetensors").string());
+  model::NamedTensors tensors;
+  for (const auto& e : st->entries()) tensors.emplace_back(e.name, st->tensor(e.name).clone());
+  for (auto& [name, t] : tensors)
+    if (name == "model.layers.0.mlp.down_proj.weight") t[0][0] = std::numeric_limits<float>::quiet_NaN();
+  model::save_safetensors((folder / "model.safetensors").string(), tensors);
+  const auto run = run_tool(dir, "qeval", "--model '" + folder.string() +
+                                              "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu --json");
+  EXPECT_EQ(run.status, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("nan_model"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("not finite"), std::string::npos) << run.err;
+  EXPECT_EQ(run.out.find("nan"), std::string::npos) << run.out;
 }
 
 TEST(QevalCli, TwoRanksSplitTheWindowsAndAgree) {

@@ -169,7 +169,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // issue 25 / the model_config fuzz target: non-integer and out-of-range sizes
                       ConfigDefect{"fractional_size", "hidden_size", 64.5, "wrong type"},
                       ConfigDefect{"size_beyond_int64", "num_hidden_layers", 6.5e124, "wrong type"},
-                      ConfigDefect{"unsigned_beyond_int64", "intermediate_size", 18446744073709551615ull, "wrong type"}),
+                      ConfigDefect{"unsigned_beyond_int64", "intermediate_size", 18446744073709551615ull, "wrong type"},
+                      // issue 24: physically impossible values (an eps of 0 makes a zero row NaN)
+                      ConfigDefect{"zero_eps", "rms_norm_eps", 0.0, "rms_norm_eps is 0"},
+                      ConfigDefect{"negative_eps", "rms_norm_eps", -1e-6, "rms_norm_eps is"},
+                      ConfigDefect{"zero_positions", "max_position_embeddings", 0, "must be positive"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // A size written as a float that holds an integer exactly (some exporters write 4096.0)
