@@ -14,6 +14,7 @@
 #include "common/atomic_file.h"
 #include "common/compat.h"
 #include "common/error.h"
+#include "common/json_file.h"
 
 namespace qtrain::model {
 namespace {
@@ -100,7 +101,7 @@ void SafetensorsFile::parse_header(uint64_t header_len) {
   const char* text = static_cast<const char*>(map_) + 8;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(text, text + header_len);
+    header = nlohmann::json::parse(text, text + header_len, duplicate_key_guard(path_));  // a name twice: refused
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("malformed JSON header: ") + e.what()).file(path_);
   }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/json_file.h"
 #include "quant/compressed_tensors.h"
 #include "quant/fp4.h"
 #include "quant/fp8.h"
@@ -39,19 +40,6 @@ json read_config(const std::string& dir) {
   } catch (const json::exception&) {
     return json::object();  // HFCheckpoint::open reports it properly
   }
-}
-
-// Object keys that occur twice in one object of `text` (JSON allows it; nlohmann keeps the
-// last one silently, so a second config group of the same name would shadow the first).
-void refuse_duplicate_keys(const std::string& text, const std::string& path) {
-  std::vector<std::set<std::string>> keys;
-  json::parse(text, [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) keys.emplace_back();
-    if (event == json::parse_event_t::object_end) keys.pop_back();
-    if (event == json::parse_event_t::key && !keys.back().insert(parsed.get<std::string>()).second)
-      throw Error("the key occurs twice in one object").file(path).key(parsed.get<std::string>());
-    return true;
-  });
 }
 
 // Typed access to quantization_config's fields, each error naming config.json and the key.
@@ -327,7 +315,7 @@ model::CausalLM load_for_eval(const std::string& dir, const model::LoadOptions& 
     std::ifstream in(f.path);
     std::stringstream text;
     text << in.rdbuf();
-    refuse_duplicate_keys(text.str(), f.path);
+    (void)json::parse(text.str(), duplicate_key_guard(f.path));  // the key occurs twice: an Error
   }
   const auto qc = read_config(dir)["quantization_config"];
   model::CausalLM model(ck.config());

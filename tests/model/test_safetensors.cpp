@@ -128,6 +128,10 @@ INSTANTIATE_TEST_SUITE_P(
                    k8, -1, "overlap"},
         Corruption{"shape_overflow", R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
                    k8, -1, "shape overflows"},
+        // issue 24: the same tensor name twice (JSON duplicate keys; the safetensors spec refuses them)
+        Corruption{"duplicate_name",
+                   R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                   k8, -1, "occurs twice"},
         Corruption{"metadata_not_string", R"({"__metadata__":{"format":3}})", "", -1, "not a string"}),
     [](const auto& info) { return std::string(info.param.name); });
 
