@@ -219,8 +219,6 @@ class Tensors {
   std::set<std::string>& used_;
 };
 
-int64_t words(int64_t values, int bits) { return (values * bits + 31) / 32; }
-
 // The scale matrix's shape for weights of [out, in] under `a`.
 std::vector<int64_t> scale_shape(const QuantArgs& a, int64_t out, int64_t in) {
   switch (a.strategy) {
@@ -269,9 +267,9 @@ IntLinearTensors read_linear(Tensors& ts, const std::string& name, const Group& 
       throw Error("weight_shape " + c10::str(shape.sizes()) + " = [" + std::to_string(shape[0].item<int64_t>()) + ", " +
                   std::to_string(shape[1].item<int64_t>()) + "]").file(ts.dir()).key(p + ct::kWeightShape)
           .expected("[" + std::to_string(out) + ", " + std::to_string(in) + "] (the model's linear)");
-    t.weight_q = unpack_from_int32(ts.get(p + ct::kWeightPacked, {"I32"}, {out, words(in, w.num_bits)}), w.num_bits, in);
+    t.weight_q = unpack_from_int32(ts.get(p + ct::kWeightPacked, {"I32"}, {out, packed_words(in, w.num_bits)}), w.num_bits, in);
     if (has_zero_point) {
-      const std::vector<int64_t> zshape = {words(sshape[0], w.num_bits), sshape[1]};
+      const std::vector<int64_t> zshape = {packed_words(sshape[0], w.num_bits), sshape[1]};
       t.weight_zero_point = unpack_from_int32(ts.get(p + ct::kWeightZeroPoint, {"I32"}, zshape), w.num_bits, sshape[0], 0);
     }
   } else if (g.format == ct::kIntQuantized) {

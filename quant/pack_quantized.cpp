@@ -38,7 +38,7 @@ torch::Tensor pack_to_int32(const torch::Tensor& values, int num_bits, int64_t d
   const bool along_rows = dim == 0 && v.dim() == 2;
   if (along_rows) v = v.t();
   const int64_t length = v.size(-1);
-  const int64_t words = (length * num_bits + 31) / 32;
+  const int64_t words = packed_words(length, num_bits);
   const int64_t groups = (length + kGroup - 1) / kGroup;
   const int64_t offset = int64_t{1} << (num_bits - 1);
   auto u = v + offset;  // unsigned codes
@@ -65,7 +65,7 @@ torch::Tensor unpack_from_int32(const torch::Tensor& packed, int num_bits, int64
   auto p = packed.to(torch::kInt64);
   const bool along_rows = dim == 0 && p.dim() == 2;
   if (along_rows) p = p.t();
-  const int64_t words = (length * num_bits + 31) / 32;
+  const int64_t words = packed_words(length, num_bits);
   TORCH_CHECK(p.size(-1) >= words, "unpack_from_int32: ", length, " values of ", num_bits, " bits need ", words,
               " words, not ", p.size(-1));
   const int64_t groups = (length + kGroup - 1) / kGroup;

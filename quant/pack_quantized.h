@@ -8,6 +8,9 @@
 
 namespace qtrain::quant {
 
+// The int32 words that `length` values of `num_bits` bits fill when packed densely.
+inline int64_t packed_words(int64_t length, int num_bits) { return (length * num_bits + 31) / 32; }
+
 // Values in [-2^(b-1), 2^(b-1) - 1] (any integer or integral-valued float tensor), packed
 // along `dim` (0 or the last) -> int32.
 torch::Tensor pack_to_int32(const torch::Tensor& values, int num_bits, int64_t dim = -1);
