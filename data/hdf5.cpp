@@ -1,12 +1,16 @@
 // HDF5 error-stack handling and handle closing.
 #include "data/hdf5.h"
 
+#include <new>
+
 namespace qtrain::data {
 
 std::recursive_mutex& hdf5_mutex() {
   static std::recursive_mutex mutex;
   return mutex;
 }
+
+void reinitialize_hdf5_mutex_in_child() { new (&hdf5_mutex()) std::recursive_mutex(); }
 
 void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 

@@ -13,6 +13,10 @@ namespace qtrain::data {
 // Debian's HDF5 is built without thread safety: every use of the library takes this lock
 // (the training reader's prefetch thread and the main thread's evaluation both read).
 std::recursive_mutex& hdf5_mutex();
+// For a child forked while this thread held hdf5_mutex (TokenFile::open's isolated check): a
+// held glibc mutex names its owner by kernel thread id, which the child's thread does not
+// have, so the child's first lock would wait for ever. The child makes its copy new.
+void reinitialize_hdf5_mutex_in_child();
 
 // HDF5 prints its own error stack to stderr by default; we report through qtrain::Error.
 void silence_hdf5_errors();

@@ -1,7 +1,12 @@
 // HDF5 token-file reader: layout validation at open, hyperslab reads of ranges.
 #include "data/token_file.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <vector>
+
+#include "common/isolated_call.h"
 
 #include "data/hdf5.h"
 
@@ -13,6 +18,10 @@ struct TokenFile::Handles {
 };
 
 namespace {
+
+// Tokens the isolated check reads at each end of the file (a few chunks of qdata's files
+// are decompressed, the rest of the chunk index is walked by the open).
+constexpr int64_t kCheckedTokens = 1 << 16;
 
 // The stored integer type's name, or "" if it is not one we accept.
 std::string classify(hid_t type) {
@@ -79,7 +88,52 @@ TokenFile& TokenFile::operator=(TokenFile&& other) noexcept {
   return *this;
 }
 
-TokenFile TokenFile::open(const std::string& path) {
+TokenFile TokenFile::open(const std::string& path, std::chrono::milliseconds check_timeout) {
+  // Held across the fork, so that no other thread is inside libhdf5 when the child's copy
+  // of it starts (the child is this thread, and the mutex is recursive).
+  std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
+  if (!std::filesystem::is_regular_file(path)) throw Error("token file not found").file(path);
+  const auto outcome = run_isolated(
+      [&] {
+        reinitialize_hdf5_mutex_in_child();
+        const auto file = open_in_process(path);
+        std::vector<int64_t> ids(static_cast<size_t>(std::min<int64_t>(file.size(), kCheckedTokens)));
+        const auto n = static_cast<int64_t>(ids.size());
+        file.read_into(0, n, ids.data());
+        file.read_into(file.size() - n, n, ids.data());
+      },
+      check_timeout);
+  using Kind = IsolatedOutcome::Kind;
+  const std::string expected = "a token file written by qdata (docs/formats.md)";
+  switch (outcome.kind) {
+    case Kind::passed:
+      break;
+    case Kind::error: {
+      Error e(outcome.reason);
+      if (!outcome.file.empty()) e.file(outcome.file);
+      if (!outcome.key.empty()) e.key(outcome.key);
+      if (!outcome.expected.empty()) e.expected(outcome.expected);
+      throw e;
+    }
+    case Kind::crashed:
+      throw Error("the HDF5 library crashed reading the file (" + outcome.detail +
+                  "): its metadata is damaged or forged")
+          .file(path)
+          .expected(expected);
+    case Kind::timed_out:
+      throw Error("reading the file's HDF5 metadata did not end within " + std::to_string(check_timeout.count()) +
+                  " ms (a damaged or forged file)")
+          .file(path)
+          .expected(expected);
+    case Kind::not_run:  // no process to spare: the file is read unchecked, as before
+      std::fprintf(stderr, "warning: %s: could not check the token file in a child process (%s)\n", path.c_str(),
+                   outcome.detail.c_str());
+      break;
+  }
+  return open_in_process(path);
+}
+
+TokenFile TokenFile::open_in_process(const std::string& path) {
   std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   silence_hdf5_errors();
   if (!std::filesystem::is_regular_file(path)) throw Error("token file not found").file(path);
@@ -138,17 +192,20 @@ TokenFile TokenFile::open(const std::string& path) {
 torch::Tensor TokenFile::read(int64_t begin, int64_t count) const {
   TORCH_CHECK(begin >= 0 && count >= 0 && begin + count <= size_, "token range out of bounds");
   auto out = torch::empty({count}, torch::kInt64);
-  if (count == 0) return out;
+  read_into(begin, count, out.data_ptr<int64_t>());
+  return out;
+}
+
+void TokenFile::read_into(int64_t begin, int64_t count, int64_t* out) const {
+  if (count == 0) return;
   std::lock_guard<std::recursive_mutex> lock(hdf5_mutex());
   H5Handle file_space(H5_CHECK(H5Dget_space(h_->dataset.get()), path_));
   const hsize_t start[1] = {static_cast<hsize_t>(begin)}, extent[1] = {static_cast<hsize_t>(count)};
   H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, extent, nullptr), path_);
   H5Handle memory_space(H5_CHECK(H5Screate_simple(1, extent, nullptr), path_));
   // HDF5 converts the stored integer type to int64 while reading.
-  H5_CHECK(H5Dread(h_->dataset.get(), H5T_NATIVE_INT64, memory_space.get(), file_space.get(), H5P_DEFAULT,
-                   out.data_ptr<int64_t>()),
+  H5_CHECK(H5Dread(h_->dataset.get(), H5T_NATIVE_INT64, memory_space.get(), file_space.get(), H5P_DEFAULT, out),
            path_);
-  return out;
 }
 
 void check_token_range(const torch::Tensor& ids, int64_t vocab_size, const std::string& path, int64_t offset) {

@@ -82,6 +82,19 @@ TEST(QevalCli, NonFiniteWeightsEndTheEvaluationNamingTheCheckpoint) {
   EXPECT_EQ(run.out.find("nan"), std::string::npos) << run.out;
 }
 
+// A token file whose forged metadata crashes libhdf5 (fuzz/regressions/token_file): status 2
+// and one line naming the file, not SIGSEGV (the open parses in a child process first).
+TEST(QevalCli, ATokenFileThatCrashesTheHdf5LibraryExitsWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  const auto run = run_tool(dir, "qeval",
+                            "--model tests/fixtures/llama_gqa_llama3 --data fuzz/regressions/token_file/hdf5-null-memcpy.h5 "
+                            "--seq-len 64 --device cpu");
+  EXPECT_EQ(run.status, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("hdf5-null-memcpy.h5: the HDF5 library crashed reading the file"), std::string::npos)
+      << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+}
+
 TEST(QevalCli, TwoRanksSplitTheWindowsAndAgree) {
   const auto dir = testing::scratch_dir();
   const auto run = run_tool(dir, "qeval",

@@ -157,5 +157,18 @@ TEST(TokenFile, MalformedFilesAreRejectedWithTheirName) {
   EXPECT_NE(cut.find(p("cut.h5")), std::string::npos) << cut;
 }
 
+// Forged metadata on which libhdf5 1.10.8 itself crashes (a copy into NULL inside H5Lexists;
+// found by fuzz/fuzz_token_file.cpp): the open parses in a child first, so this process
+// gets an Error naming the file, not SIGSEGV.
+TEST(TokenFile, MetadataThatCrashesTheHdf5LibraryIsAnErrorNamingTheFile) {
+  const auto path = (testing::source_dir() / "fuzz/regressions/token_file/hdf5-null-memcpy.h5").string();
+  const auto message = error_of([&] { TokenFile::open(path); });
+  EXPECT_EQ(message.rfind(path + ": the HDF5 library crashed reading the file (signal ", 0), 0u) << message;
+  EXPECT_NE(message.find("expected: a token file written by qdata"), std::string::npos) << message;
+  // The file the child survived is the one this process then reads.
+  auto file = TokenFile::open(testing::fixture("tokens.h5").string());
+  EXPECT_EQ(file.size(), 64 * 24 + 13);
+}
+
 }  // namespace
 }  // namespace qtrain::data
