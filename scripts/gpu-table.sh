@@ -10,6 +10,7 @@
 #            its bf16 Hugging Face folder runs/gpu-table/teacher
 #   quant    per scheme: RTN, GPTQ (and AWQ for weight-only int, SmoothQuant for W8A8) by
 #            `qtrain quantize`, and QAT + KD from GPTQ (configs/gpu_code_qat.yaml)
+#   sweep    QAT recipes (steps, lr, learned scales) run side by side on the one GPU (SWEEP)
 #   prune    MLP 25% and 50%, KV groups 50%, 25% of the layers: no recovery (one step at lr
 #            1e-10), KD, and KD with W4A16 g128 QAT (from RTN)
 # Every model is evaluated by qeval on 256 windows of 512 tokens of val.h5 and of prose.h5;
@@ -17,6 +18,8 @@
 # Tables (Markdown) go to stdout and $OUT/gpu_table.md, logs to runs/gpu-table/ and $OUT.
 # Usage (GPU machine): source .devdeps/setup.sh && scripts/gpu-table.sh [STAGE...]
 #   (carry [".devdeps", ".cache/code/code.tar.xz", ".cache/code/prose.tar"])
+# TEACHER_TAR: a teacher.tar that an earlier command's teacher stage left in $OUT (carried),
+# unpacked instead of training again, so that commands split over machines share a teacher.
 # Environment, for a smoke test elsewhere: DEVICE (default cuda), WINDOWS (default 512),
 # TEACHER_SET / JOB_SET (extra --set arguments of the teacher's / every QAT and pruning job's
 # qtrain, e.g. JOB_SET="--set training.steps=2").
@@ -48,6 +51,12 @@ for f in sys.argv[1:]:
         {k: j[k]["tokens"] for k in ("train", "val") if k in j})' "$OUT/qdata_code.json" "$OUT/qdata_prose.json" >&2
 fi
 
+# A teacher carried from an earlier run (TEACHER_TAR, made by the teacher stage as
+# $OUT/teacher.tar): the rows of later commands then measure the same teacher.
+if [ -n "${TEACHER_TAR:-}" ] && [ ! -f "$teacher/model.safetensors" ]; then
+  log "teacher: unpacked from $TEACHER_TAR"
+  tar -xf "$TEACHER_TAR" -C "$out" || exit 1
+fi
 if want teacher && [ ! -f "$teacher/model.safetensors" ]; then
   log "teacher: configs/gpu_code_teacher.yaml (resumes from its last checkpoint)"
   build/qtrain --config configs/gpu_code_teacher.yaml --set run.output_dir="$out/teacher-run" \
@@ -58,6 +67,7 @@ if want teacher && [ ! -f "$teacher/model.safetensors" ]; then
   run="$out/teacher-run/checkpoints"
   build/qtrain export --checkpoint "$run/$(cat "$run/latest")" --output "$teacher.tmp" --tokenizer "$code/tokenizer" \
     > /dev/null && mv "$teacher.tmp" "$teacher" || exit 1
+  tar -cf "$OUT/teacher.tar" -C "$out" teacher
 fi
 
 # "val prose" perplexities of a folder (qeval, the model loaded once), or "failed failed".
@@ -85,6 +95,48 @@ read -r teacher_val teacher_prose <<<"$(ppl "$teacher")"
 {
   echo "teacher $teacher: perplexity $teacher_val (val), $teacher_prose (prose)"
 } | tee "$OUT/gpu_table.md"
+
+if want sweep; then
+  # QAT recipe search on this teacher: "name|scheme|PTQ method|--set ..." per entry of SWEEP
+  # (';'-separated), SWEEP_JOBS (default 8) qtrain jobs at a time on the one GPU (a 5M model
+  # leaves it mostly idle). Each prints its fake-quant and exported perplexity and recovery
+  # against the RTN row of the same scheme (PTQ'd here too).
+  sweep=${SWEEP:-"w4-300|w4a16-g128|gptq|;w4-300-lr1e3|w4a16-g128|gptq|--set training.lr=1e-3;w4-1000-lr1e3|w4a16-g128|gptq|--set training.steps=1000 --set training.lr=1e-3;w4-1000-lsq|w4a16-g128|gptq|--set training.steps=1000 --set quant.learnable_scales=true;w4-1000-lr1e3-lsq|w4a16-g128|gptq|--set training.steps=1000 --set training.lr=1e-3 --set quant.learnable_scales=true;w8a8-sq-1000-lr1e3|w8a8|smoothquant|--set training.steps=1000 --set training.lr=1e-3;nvfp4a16-1000-lr1e3-lsq|nvfp4a16|gptq|--set training.steps=1000 --set training.lr=1e-3 --set quant.learnable_scales=true;w3-1000-lr1e3-lsq|w3a16-g128|gptq|--set training.steps=1000 --set training.lr=1e-3 --set quant.learnable_scales=true"}
+  IFS=';' read -r -a variants <<<"$sweep"
+  started=$(date +%s) running=0
+  for v in "${variants[@]}"; do
+    IFS='|' read -r name scheme method sets <<<"$v"
+    read -r -a extra <<<"$sets"
+    (t0=$(date +%s)
+     qtrain_job "sweep-$name" --set "quant.rules=[lm_head=none, 're:model\\.layers\\..*=$scheme']" \
+       --set "quant.method=$method" "${extra[@]}"
+     echo $(( $(date +%s) - t0 )) > "$out/sweep-$name.seconds"
+     log "sweep $name: $(cat "$out/sweep-$name.seconds") s, fake-quant and exported val $(run_pair "$out/sweep-$name.log")") &
+    running=$((running + 1))
+    if [ $running -ge "${SWEEP_JOBS:-8}" ]; then wait -n; running=$((running - 1)); fi
+  done
+  wait
+  log "sweep: ${#variants[@]} jobs in $(( $(date +%s) - started )) s"
+  {
+    echo
+    echo "### QAT sweep (val, $windows windows): teacher $teacher_val"
+    echo
+    echo "| variant | scheme | RTN | fake quant | exported | exported prose | recovery | seconds |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    for v in "${variants[@]}"; do
+      IFS='|' read -r name scheme method sets <<<"$v"
+      dir="$out/ptq-$scheme-kvnone-rtn"
+      [ -f "$dir/config.json" ] || build/qtrain quantize --model "$teacher" --calib "$code/train.h5" --rule lm_head=none \
+        --rule "re:model\.layers\..*=$scheme" --method rtn --seq-len 512 --calibration-sequences 128 \
+        --device "$device" --output "$dir" > "$dir.log" 2>&1
+      read -r rtn _ <<<"$(ppl "$dir")"
+      read -r fake _ <<<"$(run_pair "$out/sweep-$name.log")"
+      read -r ev ep <<<"$(ppl "$out/sweep-$name/export")"
+      secs=$(cat "$out/sweep-$name.seconds" 2> /dev/null || echo "?")
+      echo "| $name ($sets) | $scheme | $rtn | ${fake:-failed} | $ev | $ep | $(recovery "$teacher_val" "$rtn" "$ev") | $secs |"
+    done
+  } | tee -a "$OUT/gpu_table.md"
+fi
 
 if want quant; then
   # scheme label | qtrain scheme | PTQ methods | kv cache
