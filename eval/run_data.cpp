@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "common/error.h"
 
@@ -25,14 +26,22 @@ std::map<std::string, Points> flatten(const std::map<std::string, std::map<doubl
 
 Table read_metrics(const fs::path& path) {
   Table table;
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream whole;
+  whole << in.rdbuf();
+  const std::string text = whole.str();
+  std::istringstream lines(text);
   std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
+  for (int number = 1; std::getline(lines, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const auto row = json::parse(line, nullptr, false);
+    // A run killed (or a disk filled) while writing leaves a last line without its newline:
+    // that half row is skipped (the next run's logger cuts it off); anywhere else a row
+    // that does not parse is an error.
+    const bool torn_last = lines.eof() && !text.empty() && text.back() != '\n';
+    if (torn_last && !row.is_object()) break;
     if (!row.is_object() || !row.contains("step") || !row["step"].is_number())
       throw Error("not a metrics row (a JSON object with a numeric \"step\")").file(path.string()).line(number);
-    // A run killed while writing leaves a partial last line: that one is an error too.
     const double step = row["step"].get<double>();
     auto& columns = table[row_kind(row)];
     for (const auto& [key, value] : row.items())

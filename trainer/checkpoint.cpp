@@ -193,10 +193,15 @@ std::string CheckpointManager::save(int64_t step, const CheckpointContents& c) {
           fsync_directory(dir_);
           if (replacing) remove_tree(aside);
           write_file_atomic((fs::path(dir_) / kLatest).string(), step_name(step) + "\n");
-          // Rotation: keep the newest keep_last_ step folders, and never the one just written.
-          auto folders = step_folders(dir_);
-          for (size_t i = 0; i + keep_last_ < folders.size(); ++i)
-            if (folders[i].second != final_dir) remove_tree(folders[i].second);
+          // Rotation: of the steps up to this one, keep the newest keep_last_ (this one among
+          // them). Later steps stay: they exist when this run resumed from an earlier
+          // checkpoint (the later ones did not verify, or resume named an earlier one), and
+          // nothing has superseded them; a save of the same step later replaces each.
+          std::vector<std::string> superseded;
+          for (const auto& [folder_step, folder] : step_folders(dir_))
+            if (folder_step <= step) superseded.push_back(folder);
+          for (size_t i = 0; i + keep_last_ < superseded.size(); ++i)
+            if (superseded[i] != final_dir) remove_tree(superseded[i]);
           // Leftover temporary and set-aside folders of crashed writers.
           for (const auto& entry : fs::directory_iterator(dir_)) {
             const auto name = entry.path().filename().string();

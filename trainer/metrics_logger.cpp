@@ -1,4 +1,5 @@
-// JSON lines (flushed per record, so a killed run keeps what it logged) and TensorBoard.
+// JSON lines (each written whole by one write, so a killed run keeps what it logged) and
+// TensorBoard.
 #include "trainer/metrics_logger.h"
 
 #include <filesystem>
@@ -11,24 +12,16 @@ MetricsLogger::MetricsLogger(const std::string& output_dir, bool jsonl, bool ten
   std::filesystem::create_directories(output_dir);
   if (jsonl) {
     const auto path = (std::filesystem::path(output_dir) / "metrics.jsonl").string();
-    jsonl_ = std::fopen(path.c_str(), "a");
-    if (!jsonl_) throw Error("cannot open metrics file").file(path);
+    jsonl_ = std::make_unique<AppendFile>(path, /*lines=*/true);
   }
   if (tensorboard) tensorboard_ = std::make_unique<TensorBoardWriter>((std::filesystem::path(output_dir) / "tensorboard").string());
-}
-
-MetricsLogger::~MetricsLogger() {
-  if (jsonl_) std::fclose(jsonl_);
 }
 
 void MetricsLogger::log(int64_t step, const nlohmann::json& record, const std::string& prefix) {
   nlohmann::json line = record;
   line["step"] = step;
   line["kind"] = prefix;  // train, eval, export, prune: which rows the run report plots
-  if (jsonl_) {
-    std::fprintf(jsonl_, "%s\n", line.dump().c_str());
-    std::fflush(jsonl_);
-  }
+  if (jsonl_) jsonl_->append(line.dump() + "\n");
   if (tensorboard_) {
     for (auto it = record.begin(); it != record.end(); ++it)
       if (it.value().is_number() && it.key() != "step") tensorboard_->add_scalar(prefix + "/" + it.key(), it.value().get<double>(), step);

@@ -65,7 +65,8 @@ torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, in
 }
 
 void initialize_quantization(const config::QuantSection& quant, const CalibrationData& data,
-                             model::CausalLMImpl& student, torch::ScalarType compute_dtype, ShardedModel* sharded) {
+                             model::CausalLMImpl& student, torch::ScalarType compute_dtype, ShardedModel* sharded,
+                             const std::function<void(int layer)>& on_layer) {
   const auto device = student.model->embed_tokens->weight.device();
   const auto sequences = calibration_sequences(data.path, data.seq_len, quant.calibration_sequences).to(device);
   const int64_t batch = data.batch_size;
@@ -75,13 +76,12 @@ void initialize_quantization(const config::QuantSection& quant, const Calibratio
       student.forward(sequences.narrow(0, i, std::min(batch, sequences.size(0) - i)));
   };
   std::optional<ShardedModel::Scope> root;
-  quant::HoldLayer hold;
-  if (sharded) {
-    root.emplace(sharded->gather_root(/*write_back=*/true));
-    hold = [sharded](int layer) {
-      return std::make_shared<ShardedModel::Scope>(sharded->gather_unit(layer, /*write_back=*/true));
-    };
-  }
+  if (sharded) root.emplace(sharded->gather_root(/*write_back=*/true));
+  const quant::HoldLayer hold = [sharded, &on_layer](int layer) -> std::shared_ptr<void> {
+    if (on_layer) on_layer(layer);
+    if (!sharded) return nullptr;
+    return std::make_shared<ShardedModel::Scope>(sharded->gather_unit(layer, /*write_back=*/true));
+  };
   quant::run_ptq(student, quant.ptq, run_batches, hold);
   quant::calibrate_activations(student, run_batches);
 }

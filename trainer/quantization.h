@@ -3,6 +3,7 @@
 // calibration of static activation scales on the first calibration_sequences of the
 // training data, spread over the ranks.
 #pragma once
+#include <functional>
 #include <torch/torch.h>
 
 #include "config/job_config.h"
@@ -30,10 +31,11 @@ CalibrationData calibration_data(const config::DataSection& data);
 // PTQ (quant.method) and activation calibration; `compute_dtype` as in training. With the
 // student `sharded` (ZeRO-3) it holds the root unit for the whole time and each decoder layer
 // only while PTQ changes it (quant::HoldLayer), the changes written back to the owned
-// segments; the calibration forwards gather layer by layer.
+// segments; the calibration forwards gather layer by layer. `on_layer` is told each decoder
+// layer PTQ starts (the watchdog's beat: PTQ of a large model outlasts any one timeout).
 void initialize_quantization(const config::QuantSection& quant, const CalibrationData& data,
                              model::CausalLMImpl& student, torch::ScalarType compute_dtype,
-                             ShardedModel* sharded = nullptr);
+                             ShardedModel* sharded = nullptr, const std::function<void(int layer)>& on_layer = nullptr);
 
 // The dtype a stored-dtype choice names (quant.scale_dtype, quant.export_dtype).
 torch::ScalarType stored_dtype(config::StoredDtype dtype);

@@ -87,22 +87,51 @@ void check_token_files_tokenizer(const config::JobConfig& job) {
     if (!file.empty()) data::check_tokenizer_fingerprint(data::TokenFile::open(file), *tokenizer);
 }
 
+// What fixes the sample order (data/sample_order.h) and the position a checkpoint holds in
+// it: a resumed run that changed any of them would silently read other samples than the
+// interrupted run would have (the position counts samples of seq_len + 1 tokens in global
+// batches of a seed's permutation). micro_batch_size and the rank count may change.
+nlohmann::json sample_order(const config::JobConfig& job) {
+  return {{"data.seq_len", job.data.seq_len}, {"data.global_batch_size", job.data.global_batch_size},
+          {"run.seed", job.run.seed}};
+}
+
+void check_sample_order(const nlohmann::json& trainer_state, const config::JobConfig& job, const std::string& from) {
+  if (!trainer_state.contains("sample_order")) return;  // written before the check existed
+  const auto& saved = trainer_state.at("sample_order");
+  for (const auto& [key, now] : sample_order(job).items())
+    if (saved.contains(key) && saved.at(key) != now)
+      throw Error("the run resumed from " + from + " was made with " + key + " = " + saved.at(key).dump() +
+                  ", this one has " + now.dump() + "; the samples it reads would not continue the interrupted run")
+          .key(key)
+          .expected(saved.at(key).dump() + " (or checkpoint.resume: none in a new run.output_dir)");
+}
+
 // Restores the checkpoint that checkpoint.resume names (each rank what its layout holds, from
 // whichever shards of the writer hold it; ZeRO-3 straight into its master shard), or, for a
 // fresh run, initialises the quantization (PTQ, then activation calibration) and measures
 // the teacher and the starting student for the report.
-TrainingState resume_or_initialise(Session& s, const CheckpointManager& checkpoints, RunResults& results) {
+TrainingState resume_or_initialise(Session& s, const CheckpointManager& checkpoints, RunResults& results,
+                                   Watchdog& watchdog) {
   TrainingState state;
+  watchdog.beat("start-up: choosing the checkpoint to resume from");
   const auto from = resume_point(s.job.checkpoint, checkpoints);
   if (!from) {
-    if (s.quantized)
+    if (s.quantized) {
+      watchdog.beat("start-up: PTQ (" + std::string(config::name_of(s.job.quant.ptq.method)) + ")");
       initialize_quantization(s.job.quant, calibration_data(s.job.data), *s.student, s.compute_dtype,
-                              s.shards.student.get());
+                              s.shards.student.get(), [&watchdog](int layer) {
+                                watchdog.beat("start-up: PTQ of layer " + std::to_string(layer));
+                              });
+    }
+    watchdog.beat("start-up: the first evaluation (teacher and student)");
     const auto gathered = s.shards.roots();
     results.at_start(s.teacher ? s.teacher.get() : nullptr, *s.student);
     return state;
   }
+  watchdog.beat("start-up: resuming from " + *from);
   const auto ck = LoadedCheckpoint::open(*from, LoadedCheckpoint::Verify::on_read);
+  check_sample_order(ck.trainer_state(), s.job, *from);
   const auto student_state = quant::split_state(*s.student);
   for (const auto& [section, targets] : {std::pair{"model", student_state.weights}, std::pair{"extras", s.extras},
                                          std::pair{"quant", student_state.quantizer}})
@@ -141,7 +170,8 @@ class Checkpointer {
     auto part = [&](const NamedTensors& tensors) { return owner ? owned_slices(*s_.flat, tensors, main) : TensorSlices{}; };
     CheckpointContents contents{s_.student->config(),
                                 {{"state", state.to_json()}, {"world_size", dist::world_size()},
-                                 {"zero_stage", s_.job.parallel.zero_stage}, {"config_yaml", config_yaml_}},
+                                 {"zero_stage", s_.job.parallel.zero_stage}, {"config_yaml", config_yaml_},
+                                 {"sample_order", sample_order(s_.job)}},
                                 {{"model", part(student_state.weights)},
                                  {"optimizer", owner ? s_.optimizer->state_slices() : TensorSlices{}},
                                  {"extras", part(s_.extras)},
@@ -294,8 +324,15 @@ data::LoaderOptions loader_options(const Session& s) {
 int run_training(const config::JobConfig& job, const std::string& resolved_config_yaml) {
   install_stop_handlers();
   const bool main_rank = dist::is_main();
+  // From before the first collective to the end: a rank that stops anywhere (loading, PTQ,
+  // resume, an evaluation, a step) ends the job within parallel.timeout_s of its last
+  // beat, instead of leaving the others waiting in a collective for ever.
+  Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up: checking the inputs");
+  const auto faults = FaultInjection::from_environment();
   check_kernel_switches(true);  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
   check_token_files_tokenizer(job);
+  faults.at_start(dist::rank());
+  watchdog.beat("start-up: loading the models");
   const auto device = resolve_device(config::name_of(job.model.device));
   const int64_t baseline = largest_over_ranks(baseline_memory_bytes(device));
   Session s(job);
@@ -303,8 +340,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   if (main_rank) std::fprintf(stderr, "qtrain: %s\n", describe_kernel_switches(kernels).c_str());
   RunResults results(job);
   Checkpointer checkpointer(s, resolved_config_yaml);
-  TrainingState state = resume_or_initialise(s, checkpointer.manager(), results);
+  TrainingState state = resume_or_initialise(s, checkpointer.manager(), results, watchdog);
   results.kernels(kernels);  // after the resume checks: a refused start leaves results.json alone
+  watchdog.beat("start-up: the data loader");
   data::TrainLoader loader(job.data.train, loader_options(s), state.sampler);
 
   // Reporting.
@@ -313,11 +351,9 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   Evaluator evaluator(s, metrics.get());
   ProgressBar progress("train", job.training.steps, "steps", stderr, config::name_of(job.logging.progress));
   progress.set_start(state.step);
-  Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up");
   const double flops_per_token = model::distill_flops_per_token(
       s.student->config(), s.teacher ? &s.teacher->config() : nullptr, job.data.seq_len);
   const double peak = peak_bf16_tflops(s.device) * 1e12 * dist::world_size();
-  const auto faults = FaultInjection::from_environment();
   StepProfiler profiler(job.logging.profile_step, job.logging.profile_steps, job.run.output_dir, s.device, main_rank);
   auto prune_if_due = [&](int64_t step) {
     if (!s.pruning || !s.pruning->due(step)) return;
@@ -336,6 +372,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   StepContext ctx{*s.loss, *s.flat, *s.grad_sync, *s.optimizer, s.device, job.training.grad_clip, false,
                   s.pruning.get(), s.shards.student.get(), s.shards.teacher.get()};
   if (state.step == 0) prune_if_due(0);  // one-shot before training (Minitron: prune, then distill)
+  const int64_t first_step = state.step, first_optimizer_steps = state.optimizer_steps;
   auto window_start = std::chrono::steady_clock::now();
   int64_t window_tokens = 0, run_tokens = 0;
 
@@ -403,6 +440,11 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
 
   // Finish: the memory the steps took, the final evaluation, the export and its measurement, the report.
   progress.finish();
+  if (state.step > first_step && state.optimizer_steps == first_optimizer_steps)
+    throw Error("every one of the " + std::to_string(state.step - first_step) +
+                " steps of this run had a non-finite loss or gradient: the student was never updated")
+        .key("training.max_skipped_steps")
+        .expected("finite losses; lower training.lr or check the data and the teacher");
   results.memory(largest_over_ranks(peak_memory_bytes(s.device)), baseline,
                  estimate_job(job, dist::world_size(), s.device.is_cuda()).total_bytes);
   double final_ppl = 0.0;

@@ -84,30 +84,36 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   path_ = (std::filesystem::path(dir) / ("events.out.tfevents." + std::to_string(static_cast<int64_t>(t)) + "." +
                                          host + "." + std::to_string(::getpid())))
               .string();
-  file_ = std::fopen(path_.c_str(), "wb");
-  if (!file_) throw Error("cannot create TensorBoard event file").file(path_);
+  file_ = std::make_unique<AppendFile>(path_, /*lines=*/false);
   write_record(encode_version_event(t));
   flush();
 }
 
 TensorBoardWriter::~TensorBoardWriter() {
-  if (file_) std::fclose(file_);
+  try {
+    flush();
+  } catch (const std::exception&) {  // a destructor never throws; the run's own flushes report it
+  }
 }
 
 void TensorBoardWriter::write_record(const std::string& data) {
   const uint64_t length = data.size();
   const uint32_t length_crc = masked_crc32c(&length, sizeof(length));
   const uint32_t data_crc = masked_crc32c(data.data(), data.size());
-  std::fwrite(&length, sizeof(length), 1, file_);
-  std::fwrite(&length_crc, sizeof(length_crc), 1, file_);
-  std::fwrite(data.data(), 1, data.size(), file_);
-  std::fwrite(&data_crc, sizeof(data_crc), 1, file_);
+  pending_.append(reinterpret_cast<const char*>(&length), sizeof(length));
+  pending_.append(reinterpret_cast<const char*>(&length_crc), sizeof(length_crc));
+  pending_.append(data);
+  pending_.append(reinterpret_cast<const char*>(&data_crc), sizeof(data_crc));
 }
 
 void TensorBoardWriter::add_scalar(const std::string& tag, double value, int64_t step) {
   write_record(encode_scalar_event(now_seconds(), step, tag, static_cast<float>(value)));
 }
 
-void TensorBoardWriter::flush() { std::fflush(file_); }
+void TensorBoardWriter::flush() {
+  if (pending_.empty()) return;
+  file_->append(pending_);
+  pending_.clear();
+}
 
 }  // namespace qtrain::trainer

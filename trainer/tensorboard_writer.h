@@ -5,8 +5,10 @@
 // Field numbers from tensorflow/core/util/event.proto and summary.proto.
 #pragma once
 #include <cstdint>
-#include <cstdio>
+#include <memory>
 #include <string>
+
+#include "common/append_file.h"
 
 namespace qtrain::trainer {
 
@@ -17,6 +19,8 @@ class TensorBoardWriter {
   TensorBoardWriter(const TensorBoardWriter&) = delete;
   TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
 
+  // Records are buffered; flush() appends them whole (common/append_file.h) or throws an
+  // Error naming the file (a full disk), leaving no half record.
   void add_scalar(const std::string& tag, double value, int64_t step);
   void flush();
   const std::string& path() const { return path_; }
@@ -24,7 +28,8 @@ class TensorBoardWriter {
  private:
   void write_record(const std::string& data);
   std::string path_;
-  std::FILE* file_ = nullptr;
+  std::unique_ptr<AppendFile> file_;
+  std::string pending_;
 };
 
 // The framing pieces, exposed for tests.

@@ -79,9 +79,14 @@ TEST(RunData, ReadsRowsByKindAndTheLaterRowOfARedoneStep) {
   EXPECT_EQ(run.checkpoints, (std::vector<std::string>{"step_00000003"}));
 }
 
-TEST(RunData, AMalformedRowNamesFileAndLine) {
+// A row that does not parse is an error naming the file and line, except a last line
+// without its newline: the half row a killed run (or a full disk) left, which is skipped.
+TEST(RunData, AMalformedRowNamesFileAndLineButATornLastLineIsSkipped) {
   const auto dir = testing::scratch_dir();
-  write(dir / "metrics.jsonl", "{\"loss\":1,\"step\":1}\n{\"loss\":1,\"st");
+  write(dir / "metrics.jsonl", "{\"loss\":1,\"step\":1}\n{\"loss\":2,\"step\":2}\n{\"loss\":1,\"st");
+  const auto run = read_run(dir.string());
+  EXPECT_EQ(run.train.at("loss"), (Points{{1, 1.0}, {2, 2.0}}));
+  write(dir / "metrics.jsonl", "{\"loss\":1,\"step\":1}\n{\"loss\":1,\"st\n{\"loss\":2,\"step\":2}\n");
   try {
     read_run(dir.string());
     FAIL() << "no error";

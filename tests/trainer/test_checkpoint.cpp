@@ -214,6 +214,38 @@ TEST(Checkpoint, LatestFallsBackToTheNewestValidCheckpoint) {
   }
 }
 
+// checkpoints/latest deleted (issue 25): resume still finds the newest checkpoint that
+// verifies; and a run that resumed from an earlier step (the later ones did not verify, or
+// resume named it) rotates away only steps up to the one it writes, never the later ones
+// that nothing superseded (keep_last 1 deleted every valid checkpoint but the new one).
+TEST(Checkpoint, AMissingPointerFindsTheNewestAndRotationKeepsLaterSteps) {
+  const auto dir = testing::scratch_dir();
+  const auto ck = dir / "checkpoints";
+  {
+    CheckpointManager manager(dir.string(), 3);
+    for (int64_t step : {2, 4, 6}) manager.save(step, contents(torch::full({4}, static_cast<double>(step))));
+  }
+  fs::remove(ck / "latest");
+  CheckpointManager manager(dir.string(), 1);
+  EXPECT_TRUE(manager.any());
+  EXPECT_EQ(manager.latest(), (ck / "step_00000006").string());
+  // Resumed from step 2: its step 3 is written; 2 goes (superseded under keep_last 1), 4 and 6 stay.
+  manager.save(3, contents(torch::full({4}, 3.0)));
+  EXPECT_FALSE(fs::exists(ck / "step_00000002"));
+  for (const char* kept : {"step_00000003", "step_00000004", "step_00000006"}) {
+    EXPECT_TRUE(fs::exists(ck / kept)) << kept;
+    EXPECT_NO_THROW(LoadedCheckpoint::open((ck / kept).string(), LoadedCheckpoint::Verify::everything)) << kept;
+  }
+  EXPECT_EQ(manager.latest(), (ck / "step_00000003").string());  // the pointer: this run's newest
+  // Continuing past them supersedes them: at step 6 (replacing the old 6), 3 and 4 go.
+  manager.save(6, contents(torch::full({4}, 60.0)));
+  EXPECT_FALSE(fs::exists(ck / "step_00000003"));
+  EXPECT_FALSE(fs::exists(ck / "step_00000004"));
+  auto w = torch::zeros({4});
+  LoadedCheckpoint::open(*manager.latest()).restore("model", {{"w", w}});
+  EXPECT_TRUE(w.equal(torch::full({4}, 60.0)));
+}
+
 // Saving a step that already has a folder (a run resumed from before it) replaces it only
 // once the new one is complete; the set-aside copy is gone afterwards.
 TEST(Checkpoint, ResavingAStepReplacesItsFolder) {

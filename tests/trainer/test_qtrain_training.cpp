@@ -328,6 +328,37 @@ TEST(QtrainTraining, NanStepsAreSkippedAndTooManyEndTheRun) {
   EXPECT_NO_THROW(trainer::LoadedCheckpoint::open((ck / "step_00000004").string()));
 }
 
+// A run whose every step is skipped as non-finite ends with status 2 (it exited 0 having
+// learned nothing; issue 25), even under training.max_skipped_steps.
+TEST(QtrainTraining, ARunWhoseEveryStepIsSkippedFails) {
+  const auto dir = testing::scratch_dir();
+  const auto run = run_tool(dir, "qtrain",
+                            kConfig + "--set training.steps=2 --set run.output_dir=" + (dir / "a").string(),
+                            "QTRAIN_INJECT_NAN_STEPS=1,2");
+  EXPECT_EQ(run.status, 2) << run.err;
+  EXPECT_NE(run.err.find("key 'training.max_skipped_steps': every one of the 2 steps of this run had a non-finite "
+                         "loss or gradient"),
+            std::string::npos)
+      << run.err;
+}
+
+// Resuming with a changed data.seq_len, data.global_batch_size or run.seed would read other
+// samples than the interrupted run (issue 25: accepted silently); micro_batch_size may change.
+TEST(QtrainTraining, ResumeRefusesAChangedSampleOrder) {
+  const auto dir = testing::scratch_dir();
+  const auto out = "--set run.output_dir=" + (dir / "run").string() + " --set checkpoint.resume=auto ";
+  ASSERT_EQ(run_tool(dir, "qtrain", kConfig + out + "--set training.steps=2").status, 0);
+  for (const std::string& change : {"data.seq_len=32", "data.global_batch_size=4", "run.seed=8"}) {
+    const auto resumed = run_tool(dir, "qtrain", kConfig + out + "--set training.steps=4 --set " + change);
+    const auto key = change.substr(0, change.find('='));
+    EXPECT_EQ(resumed.status, 2) << change << resumed.err;
+    EXPECT_NE(resumed.err.find("key '" + key + "': the run resumed from "), std::string::npos) << resumed.err;
+  }
+  const auto accumulated = run_tool(dir, "qtrain", kConfig + out + "--set training.steps=4 --set data.micro_batch_size=1");
+  EXPECT_EQ(accumulated.status, 0) << accumulated.err;
+  EXPECT_NE(accumulated.err.find("resumed from"), std::string::npos) << accumulated.err;
+}
+
 TEST(QtrainTraining, AFailingOrHungRankEndsTheWholeJobQuickly) {
   const auto dir = testing::scratch_dir();
   const auto start = std::chrono::steady_clock::now();
@@ -341,6 +372,22 @@ TEST(QtrainTraining, AFailingOrHungRankEndsTheWholeJobQuickly) {
                              "export QTRAIN_INJECT_HANG=1:4; " + testing::mpirun(2));
   EXPECT_NE(hung.status, 0);
   EXPECT_NE(hung.err.find("made no progress for"), std::string::npos) << hung.err;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 60) << "the job must end within a bounded time";
+}
+
+// A rank that stops during start-up (step 0: before the first collective; issue 25): the
+// other rank waits in that collective, and its watchdog, which exists from the start now,
+// ends the job within parallel.timeout_s (it hung for ever).
+TEST(QtrainTraining, ARankThatStopsDuringStartUpEndsTheJobQuickly) {
+  const auto dir = testing::scratch_dir();
+  const auto start = std::chrono::steady_clock::now();
+  const auto hung = run_tool(dir, "qtrain",
+                             kConfig + "--set parallel.timeout_s=3 --set run.output_dir=" + (dir / "a").string(),
+                             "export QTRAIN_INJECT_HANG=1:0; " + testing::mpirun(2));
+  EXPECT_NE(hung.status, 0);
+  EXPECT_NE(hung.err.find("made no progress for"), std::string::npos) << hung.err;
+  EXPECT_NE(hung.err.find("during start-up: "), std::string::npos) << hung.err;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 60) << "the job must end within a bounded time";
 }
