@@ -5,6 +5,7 @@
 //         [--text-key K] [--val-fraction F [--val-output VAL.h5]] [--append-eos] [--threads N] [--json]
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -39,7 +40,9 @@ std::string split_path(const std::string& output, const std::string& split) {
 std::optional<Options> parse(int argc, char** argv) {
   Options o;
   auto& b = o.build;
-  const int cores = std::max(1u, std::thread::hardware_concurrency());
+  const int max_threads = qtrain::data::kMaxCorpusThreads;
+  const int cores = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, max_threads);
+  const std::string threads_help = "tokenizer threads, 1 to " + std::to_string(max_threads) + " (default: the cores)";
   po::options_description desc("qdata: tokenize a corpus into HDF5 token files (docs/qdata.md)\nOptions");
   desc.add_options()
       ("help,h", "show this help")
@@ -51,7 +54,7 @@ std::optional<Options> parse(int argc, char** argv) {
       ("val-fraction", po::value(&b.val_fraction)->default_value(0.0), "fraction of documents for validation, by a hash of their text")
       ("val-output", po::value(&b.val_output), "validation file; then --output names the training file as given")
       ("append-eos", po::bool_switch(&b.append_eos), "put the tokenizer's EOS id after each document")
-      ("threads", po::value(&b.threads)->default_value(cores), "tokenizer threads")
+      ("threads", po::value(&b.threads)->default_value(cores), threads_help.c_str())
       ("json", po::bool_switch(&o.json), "print one JSON object instead of text (and no progress bar)");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);

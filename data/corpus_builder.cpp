@@ -2,6 +2,7 @@
 // TokenFileWriters in corpus order, and commits them only when the whole corpus was good.
 #include "data/corpus_builder.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -15,17 +16,64 @@
 #include "data/token_writer.h"
 
 namespace qtrain::data {
+namespace fs = std::filesystem;
 
 namespace {
+
+// An absolute path with symbolic links and "." / ".." resolved as far as it exists, so that
+// "corpus/../corpus/out.h5", "./out.h5" and a path through a link to the corpus compare
+// equal to what they name. Where the file system cannot answer, the path as written.
+fs::path resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec) p = fs::absolute(path, ec).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "corpus/" names the folder "corpus"
+  return p;
+}
+
+bool is_within(const fs::path& path, const fs::path& folder) {
+  return std::mismatch(folder.begin(), folder.end(), path.begin(), path.end()).first == folder.end();
+}
 
 void check_options(const CorpusBuildOptions& o) {
   if (o.inputs.empty()) throw Error("no corpus given").key("--input").expected("files or folders");
   if (o.output.empty()) throw Error("no output file given").key("--output");
-  if (o.threads < 1) throw Error("must be at least 1, got " + std::to_string(o.threads)).key("--threads");
+  if (o.threads < 1 || o.threads > kMaxCorpusThreads)
+    throw Error("got " + std::to_string(o.threads))
+        .key("--threads")
+        .expected("1 to " + std::to_string(kMaxCorpusThreads) + " tokenizer threads");
   if (!(o.val_fraction >= 0 && o.val_fraction < 1))
     throw Error("must lie in [0, 1), got " + std::to_string(o.val_fraction)).key("--val-fraction");
-  if (o.val_fraction > 0 && (o.val_output.empty() || o.val_output == o.output))
-    throw Error("the validation split needs its own file").key("--val-output");
+  if (o.val_fraction > 0 && (o.val_output.empty() || resolved(o.val_output) == resolved(o.output)))
+    throw Error("the validation split needs its own file")
+        .file(o.val_output)
+        .key("--val-output")
+        .expected("a file other than --output");
+}
+
+// The writer renames its file over `output` at the end, so an output that is a corpus file
+// would replace it, and one inside an input folder would be read back as corpus by the next
+// run over that folder. Both are refused before anything is written.
+void check_output_apart_from_inputs(const std::string& output, const std::string& key,
+                                    const std::vector<std::string>& inputs, const std::vector<CorpusFile>& files) {
+  const fs::path out = resolved(output);
+  for (const auto& input : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(input, ec) && is_within(out, resolved(input)))
+      throw Error("lies inside the input folder " + input).file(output).key(key).expected(
+          "an output outside every --input folder");
+  }
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;  // no corpus file has a name that does not exist
+  for (const auto& f : files)
+    if (resolved(f.path) == out)
+      throw Error("is the input file " + f.path + " (the output would replace it)").file(output).key(key).expected(
+          "an output that is none of the --input files");
+}
+
+void check_outputs_apart_from_inputs(const CorpusBuildOptions& o, const std::vector<CorpusFile>& files) {
+  check_output_apart_from_inputs(o.output, "--output", o.inputs, files);
+  if (!o.val_output.empty()) check_output_apart_from_inputs(o.val_output, "--val-output", o.inputs, files);
 }
 
 std::optional<int32_t> eos_to_append(const Tokenizer& tokenizer, bool append_eos) {
@@ -71,6 +119,7 @@ CorpusBuildResult build_token_files(const Tokenizer& tokenizer, const CorpusBuil
   const auto start = std::chrono::steady_clock::now();
   const std::optional<int32_t> eos = eos_to_append(tokenizer, options.append_eos);
   const std::vector<CorpusFile> files = list_corpus_files(options.inputs);
+  check_outputs_apart_from_inputs(options, files);
 
   CorpusBuildResult result;
   result.files = static_cast<int64_t>(files.size());

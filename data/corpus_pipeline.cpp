@@ -8,6 +8,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "common/error.h"
@@ -42,8 +43,7 @@ class Pipeline {
   }
 
   void run(const DocumentSink& sink) {
-    threads_.emplace_back([this] { read_corpus(); });
-    for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { work(); });
+    start_threads();
     while (auto batch = next_ready()) {
       if (batch->error) std::rethrow_exception(batch->error);
       for (auto& document : batch->done) sink(document, batch->disk_bytes_done);
@@ -51,6 +51,25 @@ class Pipeline {
   }
 
  private:
+  // std::thread throws std::system_error when the system refuses a thread (EAGAIN: a limit
+  // on threads or processes, or no address space left for its stack). That is a --threads
+  // this machine cannot give, so bad input rather than a bug; the threads already started
+  // are stopped and joined by the destructor, as on any other error.
+  void start_threads() {
+    const size_t wanted = static_cast<size_t>(options_.threads) + 1;
+    threads_.reserve(wanted);  // emplace_back then never reallocates mid-way
+    try {
+      threads_.emplace_back([this] { read_corpus(); });
+      for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { work(); });
+    } catch (const std::system_error& e) {
+      throw Error("could start only " + std::to_string(threads_.size()) + " of the " + std::to_string(wanted) +
+                  " threads needed (" + std::to_string(options_.threads) +
+                  " tokenizer threads and a reader): " + e.code().message())
+          .key("--threads")
+          .expected("fewer threads, within the limits on threads and memory (ulimit -u, ulimit -v)");
+    }
+  }
+
   // ---- reader thread ----
   void read_corpus() {
     auto batch = std::make_unique<Batch>();

@@ -37,7 +37,8 @@ using DocumentSink = std::function<void(TokenizedDocument& document, int64_t dis
 // Calls `sink` on the calling thread for every document of `files`, in corpus order (file
 // order, then line order). Blank JSONL lines are no documents. The first bad document in
 // corpus order (unreadable file, corrupt gzip, ill-formed UTF-8, malformed JSONL) throws its
-// qtrain::Error here, as does anything `sink` throws; the threads are stopped and joined first.
+// qtrain::Error here, as does anything `sink` throws, and a thread the system refuses to start
+// (an Error keyed --threads); the threads are stopped and joined first.
 void tokenize_corpus(const std::vector<CorpusFile>& files, const Tokenizer& tokenizer,
                      const CorpusPipelineOptions& options, const DocumentSink& sink);
 

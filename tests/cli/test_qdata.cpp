@@ -1,10 +1,13 @@
 // The built qdata end to end: the ids in its token files are Tokenizer::encode of each
 // document (plus EOS), in sorted file order, with document offsets and attributes; the files
-// do not depend on the thread count; the validation split; JSONL with --text-key; and every
-// kind of bad input ends with status 2 and one line naming the file (and line and offset).
+// do not depend on the thread count; the validation split; JSONL with --text-key; every
+// kind of bad input ends with status 2 and one line naming the file (and line and offset);
+// an output among the inputs and threads the system refuses end the same way.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "data/corpus_split.h"
@@ -171,6 +174,125 @@ TEST(QdataCli, BadInputExitsWithStatus2NamingFileAndOffset) {
   write_text(dir / "bad_tokenizer/tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": ");
   expect_bad("--tokenizer '" + f("bad_tokenizer/tokenizer.json") + "' --input '" + f("latin1/ok.txt") + "'",
              "qdata: error: " + f("bad_tokenizer/tokenizer.json") + ": ");
+}
+
+// Every regular file below `folder` with its size and a hash of its bytes: what a refused run
+// must leave as it was (a hash, so that a failure prints a line per file, not the files).
+std::map<std::string, std::string> snapshot(const fs::path& folder) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : fs::recursive_directory_iterator(folder)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string bytes = testing::read_text(entry.path());
+    files[entry.path().string()] =
+        std::to_string(bytes.size()) + " bytes, hash " + std::to_string(std::hash<std::string>{}(bytes));
+  }
+  return files;
+}
+
+std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
+
+std::string input_output(const fs::path& input, const fs::path& output) {
+  return "--input " + quoted(input) + " --output " + quoted(output);
+}
+
+// An output that is an input file, or lies inside an input folder, is refused before anything
+// is written: as given, through "..", from a relative path, through symbolic links, and for
+// the validation output too. The inputs keep their bytes and no file appears among them.
+TEST(QdataCli, OutputThatIsAnInputIsRefusedBeforeAnythingIsWritten) {
+  const auto dir = testing::scratch_dir();
+  const fs::path in = dir / "in", a = in / "corpus/a.txt.gz";
+  write_gz(a, paragraphs()[0]);
+  write_text(in / "corpus/sub/b.txt", paragraphs()[1]);
+  write_text(in / "outside/c.txt", paragraphs()[2]);
+  fs::create_directory_symlink("corpus", in / "link");  // in/link -> in/corpus
+  fs::create_directories(in / "linked");
+  fs::create_symlink("../outside/c.txt", in / "linked/c.txt");  // a folder's file that lives elsewhere
+  const auto before = snapshot(in);
+  const auto expect_refused = [&](const std::string& args, const std::string& message) {
+    const auto run = run_tool(dir, "qdata", "--tokenizer " + gpt2_path() + " " + args);
+    EXPECT_EQ(run.status, 2) << args << "\n" << run.err;
+    EXPECT_NE(run.err.find(message), std::string::npos) << "want: " << message << "\ngot:  " << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;  // one line
+    EXPECT_EQ(snapshot(in), before) << args;  // the same files with the same bytes
+  };
+  const auto is_input = [](const fs::path& output, const fs::path& input) {
+    return "qdata: error: " + output.string() + ": key '--output': is the input file " + input.string() +
+           " (the output would replace it) (expected: an output that is none of the --input files)";
+  };
+  const auto in_folder = [](const fs::path& output, const std::string& key) {
+    return "qdata: error: " + output.string() + ": key '" + key + "': lies inside the input folder ";
+  };
+
+  // The output is the input file: as given; by a relative path through ".." (relative to the
+  // source tree, where run_tool starts qdata); as the target of a link in an input folder.
+  expect_refused(input_output(a, a), is_input(a, a));
+  const fs::path rel = fs::relative(in, testing::source_dir());
+  expect_refused(input_output(rel / "corpus/a.txt.gz", rel / "corpus/sub/../a.txt.gz"),
+                 is_input(rel / "corpus/sub/../a.txt.gz", rel / "corpus/a.txt.gz"));
+  expect_refused(input_output(in / "linked", in / "outside/c.txt"), is_input(in / "outside/c.txt", in / "linked/c.txt"));
+
+  // The output inside an input folder: directly, through "..", through a link to the folder.
+  expect_refused(input_output(in / "corpus", in / "corpus/out.h5"),
+                 in_folder(in / "corpus/out.h5", "--output") + (in / "corpus").string() +
+                     " (expected: an output outside every --input folder)");
+  expect_refused(input_output(rel / "corpus", rel / "corpus/../corpus/out.h5"),
+                 in_folder(rel / "corpus/../corpus/out.h5", "--output") + (rel / "corpus").string());
+  expect_refused(input_output(in / "corpus", in / "link/sub/b.txt"), in_folder(in / "link/sub/b.txt", "--output"));
+  expect_refused(input_output(in / "link", in / "corpus/new/out.h5"), in_folder(in / "corpus/new/out.h5", "--output"));
+  EXPECT_FALSE(fs::exists(in / "corpus/new"));  // refused before the output's folder is made
+
+  // The validation output likewise, and the two outputs must differ however they are spelt.
+  const std::string split = input_output(in / "corpus", dir / "train.h5") + " --val-fraction 0.5 --val-output ";
+  expect_refused(split + quoted(in / "corpus/sub/b.txt"), in_folder(in / "corpus/sub/b.txt", "--val-output"));
+  expect_refused(split + quoted(dir / "./train.h5"), "qdata: error: " + (dir / "./train.h5").string() +
+                                                         ": key '--val-output': the validation split needs its own file "
+                                                         "(expected: a file other than --output)");
+  EXPECT_FALSE(fs::exists(dir / "train.h5"));
+
+  // A name that only begins like the folder's lies outside it.
+  const auto beside = run_tool(dir, "qdata", "--tokenizer " + gpt2_path() + " " + input_output(in / "corpus", in / "corpus.h5"));
+  EXPECT_EQ(beside.status, 0) << beside.err;
+  EXPECT_EQ(read_token_file(in / "corpus.h5").offsets.size(), 3u);  // its two documents
+}
+
+TEST(QdataCli, ThreadCountOutsideItsBoundIsRefused) {
+  const auto dir = testing::scratch_dir();
+  write_text(dir / "a.txt", paragraphs()[0]);
+  for (const std::string threads : {"0", "1025"}) {
+    const auto r = run_bad(dir, "--tokenizer " + gpt2_path() + " --input " + quoted(dir / "a.txt") + " --threads " + threads);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_EQ(r.err, "qdata: error: key '--threads': got " + threads + " (expected: 1 to 1024 tokenizer threads)\n");
+    EXPECT_FALSE(r.left_output);
+  }
+}
+
+// More threads than the system will start: std::thread throws std::system_error (EAGAIN),
+// which must end as bad input (status 2, naming --threads and how many started), with the
+// started threads stopped and joined (destroying a joinable std::thread would abort). The
+// limit is on address space: 1 GB thread stacks (ulimit -s) within 16 GB (ulimit -v) leave
+// room for the process (about 1 GB) and a few threads, not for 1001. A limit on processes
+// (ulimit -u, RLIMIT_NPROC) would not do: it does not bind root, as in CI containers.
+TEST(QdataCli, ThreadsTheSystemRefusesEndWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  write_paragraph_corpus(dir / "corpus", 50);
+  const auto run = run_tool(dir, "qdata",
+                            "--tokenizer " + gpt2_path() + " " + input_output(dir / "corpus", dir / "out.h5") +
+                                " --threads 1000",
+                            "ulimit -s 1048576 && ulimit -v 16777216 &&");
+  EXPECT_EQ(run.status, 2) << run.err;
+  const std::string prefix = "qdata: error: key '--threads': could start only ";
+  ASSERT_EQ(run.err.rfind(prefix, 0), 0u) << run.err;
+  const int started = std::stoi(run.err.substr(prefix.size()));
+  EXPECT_GE(started, 1);  // so the path that joins started threads ran
+  EXPECT_LT(started, 1001);
+  EXPECT_NE(run.err.find(" of the 1001 threads needed (1000 tokenizer threads and a reader): "
+                         "Resource temporarily unavailable (expected: fewer threads, within the limits on "
+                         "threads and memory (ulimit -u, ulimit -v))\n"),
+            std::string::npos)
+      << run.err;
+  EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  for (const auto& entry : fs::directory_iterator(dir))  // not even the writer's temporary file
+    EXPECT_EQ(entry.path().filename().string().rfind("out.h5", 0), std::string::npos) << entry.path();
 }
 
 }  // namespace
