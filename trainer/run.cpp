@@ -99,7 +99,8 @@ nlohmann::json sample_order(const config::JobConfig& job) {
 void check_sample_order(const nlohmann::json& trainer_state, const config::JobConfig& job, const std::string& from) {
   if (!trainer_state.contains("sample_order")) return;  // written before the check existed
   const auto& saved = trainer_state.at("sample_order");
-  for (const auto& [key, now] : sample_order(job).items())
+  const auto current = sample_order(job);  // items() refers into it: not a temporary
+  for (const auto& [key, now] : current.items())
     if (saved.contains(key) && saved.at(key) != now)
       throw Error("the run resumed from " + from + " was made with " + key + " = " + saved.at(key).dump() +
                   ", this one has " + now.dump() + "; the samples it reads would not continue the interrupted run")
