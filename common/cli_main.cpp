@@ -15,6 +15,10 @@ namespace qtrain {
 
 namespace {
 
+constexpr const char* kOutOfHostMemory = "out of host memory";
+constexpr const char* kOutOfHostMemoryAdvice =
+    " (expected: a smaller model, micro-batch or sequence, or a machine with more memory)";
+
 // Prints the message, then ends every rank if this is one of several.
 int fail(const char* tool, const std::string& kind, const std::string& message, int status) {
   const int world = dist::world_size();
@@ -37,9 +41,19 @@ int run_cli(const char* tool, int* argc, char*** argv, const std::function<int()
     } catch (const boost::program_options::error& e) {
       return fail(tool, "error", std::string(e.what()) + " (see " + tool + " --help)", kExitBadInput);
     } catch (const std::bad_alloc&) {
-      return fail(tool, "error", "out of host memory", 1);
+      return fail(tool, "error", std::string(kOutOfHostMemory) + kOutOfHostMemoryAdvice, kExitBadInput);
     } catch (const c10::Error& e) {
-      return fail(tool, "internal error (LibTorch)", e.what_without_backtrace(), 1);
+      // LibTorch 1.13's CPU allocator reports a failed allocation as a plain c10::Error: the
+      // job asked for more than the host has (a size, a batch), not a bug (issue 25).
+      const std::string what = e.what_without_backtrace();
+      if (what.find("can't allocate memory") != std::string::npos) {
+        const auto asked = what.find("you tried");
+        return fail(tool, "error",
+                    std::string(kOutOfHostMemory) + (asked == std::string::npos ? "" : "; " + what.substr(asked)) +
+                        kOutOfHostMemoryAdvice,
+                    kExitBadInput);
+      }
+      return fail(tool, "internal error (LibTorch)", what, 1);
     } catch (const std::exception& e) {
       return fail(tool, "internal error", e.what(), 1);
     }

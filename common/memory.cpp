@@ -1,6 +1,7 @@
 // /proc/self/status on the host; CUDA statistics in common/cuda/memory_cuda.cpp.
 #include "common/memory.h"
 
+#include <cstdint>
 #include <fstream>
 #include <string>
 
@@ -12,8 +13,9 @@ void cuda_reset_peak_memory(int device);
 #endif
 
 namespace {
-int64_t status_bytes(const std::string& field) {  // "VmHWM:" -> its value in bytes
-  std::ifstream status("/proc/self/status");
+// "VmHWM:" -> its value in bytes, from /proc/self/status (or another file of "Key: N kB").
+int64_t status_bytes(const std::string& field, const char* file = "/proc/self/status") {
+  std::ifstream status(file);
   std::string line;
   while (std::getline(status, line))
     if (line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size())) * 1024;
@@ -27,6 +29,11 @@ int64_t peak_memory_bytes(const torch::Device& device) {
 #endif
   (void)device;
   return status_bytes("VmHWM:");
+}
+
+int64_t host_memory_capacity_bytes() {
+  const int64_t total = status_bytes("MemTotal:", "/proc/meminfo") + status_bytes("SwapTotal:", "/proc/meminfo");
+  return total > 0 ? total : INT64_MAX;  // no /proc/meminfo: nothing to compare with
 }
 
 int64_t baseline_memory_bytes(const torch::Device& device) { return device.is_cuda() ? 0 : status_bytes("VmRSS:"); }

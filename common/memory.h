@@ -13,5 +13,8 @@ int64_t peak_memory_bytes(const torch::Device& device);
 // memory estimate (trainer/estimate.h) is compared with the peak above it.
 int64_t baseline_memory_bytes(const torch::Device& device);
 void reset_peak_memory(const torch::Device& device);
+// The host's physical memory plus swap (/proc/meminfo): what a process could ever hold. A
+// model larger than this can only fail, so loaders refuse it before allocating.
+int64_t host_memory_capacity_bytes();
 
 }  // namespace qtrain

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "data/utf8.h"
+
 namespace qtrain::config {
 
 Error config_error(const Where& where, const std::string& reason, const std::string& expected) {
@@ -142,6 +144,9 @@ void assign_value(const RawValue& raw, std::string& out, const Rules& rules, con
   if (raw.kind == RawValue::Kind::null) throw config_error(where, "missing value", "string");
   if (raw.kind != RawValue::Kind::scalar)
     throw config_error(where, raw.kind == RawValue::Kind::sequence ? "got a list" : "got a mapping", "string");
+  // Strings travel into JSON (results.json, checkpoints' trainer_state.json), which holds
+  // UTF-8 only: invalid bytes are refused here, with the key, not by the JSON writer later.
+  if (!data::utf8::is_valid(raw.text)) throw config_error(where, "the text is not valid UTF-8", "a UTF-8 string");
   if (rules.choices && !rules.choices->contains(raw.text))
     throw config_error(where, "invalid choice '" + raw.text + "'", rules.choices->describe());
   out = raw.text;

@@ -285,7 +285,7 @@ struct ParallelSection {
   template <class V>
   void visit(V& v) {
     v.field("bucket_mb", bucket_mb, "Gradient all-reduce bucket size in MiB (fp32); buckets go out during backward", at_least(1));
-    v.field("timeout_s", timeout_s, "A step taking longer than this aborts the whole job (a hung rank never hangs the rest)", at_least(1));
+    v.field("timeout_s", timeout_s, "A rank that makes no progress for this long (a step, an evaluation, a checkpoint, a start-up phase: loading, one layer of PTQ, resume) ends the whole job (a hung rank never hangs the rest)", at_least(1));
     v.field("zero_stage", zero_stage, "ZeRO stage: 0 = every rank holds all AdamW moments (gradients all-reduced); 1 = moments sharded over the ranks (gradients reduce-scattered, parameters all-gathered); 2 = gradients sharded too (reduce-scattered bucket by bucket in every micro-batch, no full gradient buffer); 3 = fp32 master weights sharded too, each decoder layer all-gathered just before its forward and its backward and freed after (docs/trainer.md)", Range{0, 3});
     v.field("shard_teacher", shard_teacher, "With zero_stage 3: the teacher's weights sharded over the ranks as well, each layer gathered for its forward and freed; false keeps a full teacher on every rank");
     v.field("offload_optimizer", offload_optimizer, "With zero_stage 3: each rank's fp32 master weights, gradients and AdamW moments live in (pinned) host memory and the update runs on the CPU, as ZeRO-Offload does; the GPU holds only the gathered layers, the teacher's shard and the activations");

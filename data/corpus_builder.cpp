@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "common/error.h"
+#include "common/paths.h"
 #include "common/progress.h"
 #include "data/corpus_input.h"
 #include "data/corpus_pipeline.h"
@@ -19,21 +20,6 @@ namespace qtrain::data {
 namespace fs = std::filesystem;
 
 namespace {
-
-// An absolute path with symbolic links and "." / ".." resolved as far as it exists, so that
-// "corpus/../corpus/out.h5", "./out.h5" and a path through a link to the corpus compare
-// equal to what they name. Where the file system cannot answer, the path as written.
-fs::path resolved(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
-  if (ec) p = fs::absolute(path, ec).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();  // "corpus/" names the folder "corpus"
-  return p;
-}
-
-bool is_within(const fs::path& path, const fs::path& folder) {
-  return std::mismatch(folder.begin(), folder.end(), path.begin(), path.end()).first == folder.end();
-}
 
 void check_options(const CorpusBuildOptions& o) {
   if (o.inputs.empty()) throw Error("no corpus given").key("--input").expected("files or folders");

@@ -208,6 +208,14 @@ void TokenFile::read_into(int64_t begin, int64_t count, int64_t* out) const {
            path_);
 }
 
+void check_vocabulary(const TokenFile& file, int64_t vocab_size) {
+  if (vocab_size > 0 && file.vocab_size() && *file.vocab_size() > vocab_size)
+    throw Error("token file vocabulary (" + std::to_string(*file.vocab_size()) + ") is larger than the model's")
+        .file(file.path())
+        .key(kVocabSizeAttribute)
+        .expected("<= " + std::to_string(vocab_size));
+}
+
 void check_token_range(const torch::Tensor& ids, int64_t vocab_size, const std::string& path, int64_t offset) {
   const auto bad = (ids < 0).logical_or(ids >= vocab_size);
   if (!bad.any().item<bool>()) return;

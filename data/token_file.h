@@ -56,6 +56,11 @@ class TokenFile {
   std::optional<std::string> fingerprint_;
 };
 
+// Throws qtrain::Error naming the file when the vocab_size it declares (qdata stores its
+// tokenizer's) exceeds the model's `vocab_size`: ids the model has no embedding for. Files
+// without the attribute are checked as they are read (check_token_range).
+void check_vocabulary(const TokenFile& file, int64_t vocab_size);
+
 // Throws qtrain::Error if any id in `ids` is negative or >= vocab_size, naming the file,
 // the first offending position (offset + index) and the value.
 void check_token_range(const torch::Tensor& ids, int64_t vocab_size, const std::string& path, int64_t offset);

@@ -24,11 +24,7 @@ namespace {
 
 SampleOrder make_order(const std::string& path, const LoaderOptions& o) {
   auto file = TokenFile::open(path);
-  if (o.vocab_size > 0 && file.vocab_size() && *file.vocab_size() > o.vocab_size)
-    throw Error("token file vocabulary (" + std::to_string(*file.vocab_size()) + ") is larger than the model's")
-        .file(path)
-        .key(kVocabSizeAttribute)
-        .expected("<= " + std::to_string(o.vocab_size));
+  check_vocabulary(file, o.vocab_size);
   SampleOrder order(file.size(), o.seq_len, o.seed, o.shuffle);
   if (order.num_samples() < o.global_batch_size)
     throw Error("the file holds " + std::to_string(order.num_samples()) + " samples of " + std::to_string(o.seq_len) +

@@ -10,6 +10,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/memory.h"
 #include "common/strings.h"
 
 namespace qtrain::model {
@@ -114,6 +115,15 @@ void load_weights(CausalLMImpl& model, const HFCheckpoint& ck) {
 
 CausalLM load_causal_lm(const std::string& dir, const LoadOptions& options) {
   auto ck = HFCheckpoint::open(dir);
+  // The model is built in fp32 on the host before it moves: one that cannot fit there at all
+  // is refused now, not by the allocator half way through (issue 25: status 1).
+  const double needed = static_cast<double>(ck.config().num_parameters()) * 4;
+  if (needed > static_cast<double>(host_memory_capacity_bytes()))
+    throw Error("the model needs " + std::to_string(static_cast<int64_t>(needed / 1e9)) +
+                " GB of host memory to load; this machine has " +
+                std::to_string(host_memory_capacity_bytes() / 1000000000) + " GB with swap")
+        .file((std::filesystem::path(dir) / "config.json").string())
+        .expected("a model that fits in host memory");
   CausalLM model(ck.config());
   model->to(options.device, options.dtype);
   load_weights(*model, ck);

@@ -1,14 +1,17 @@
 // Parsing and validation of Hugging Face config.json for Llama, Qwen2 and Mistral.
 #include "model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <set>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "common/error.h"
+#include "common/json_file.h"
 
 namespace qtrain::model {
 namespace {
@@ -109,8 +112,8 @@ RopeConfig parse_rope(const json& j, const std::string& src) {
   }
   if (params.is_object()) {
     // Older configs name the type "type", newer ones "rope_type".
-    if (params.contains("rope_type")) r.type = params["rope_type"].get<std::string>();
-    else if (params.contains("type")) r.type = params["type"].get<std::string>();
+    if (params.contains("rope_type")) r.type = get_required<std::string>(params, "rope_type", src, "string");
+    else if (params.contains("type")) r.type = get_required<std::string>(params, "type", src, "string");
     if (r.type != "default") r.factor = get_required<double>(params, "factor", src, "number > 0");
     if (r.type == "llama3") {
       r.low_freq_factor = get_required<double>(params, "low_freq_factor", src, "number");
@@ -122,6 +125,10 @@ RopeConfig parse_rope(const json& j, const std::string& src) {
   if (r.type != "default" && r.type != "linear" && r.type != "llama3")
     throw Error("unsupported rope type '" + r.type + "'").file(src).key(where + ".rope_type").expected("default|linear|llama3");
   if (r.theta <= 0 || r.factor <= 0) throw Error("rope theta and factor must be positive").file(src).key(where);
+  if (r.type == "llama3" && r.low_freq_factor <= 0)
+    throw Error("must be positive").file(src).key(where + ".low_freq_factor").expected("number > 0");
+  if (r.type == "llama3" && r.original_max_position_embeddings <= 0)
+    throw Error("must be positive").file(src).key(where + ".original_max_position_embeddings").expected("integer > 0");
   if (r.type == "llama3" && r.high_freq_factor <= r.low_freq_factor)
     throw Error("high_freq_factor must exceed low_freq_factor").file(src).key(where + ".high_freq_factor");
   return r;
@@ -129,6 +136,30 @@ RopeConfig parse_rope(const json& j, const std::string& src) {
 
 void check_positive(int64_t v, const std::string& key, const std::string& src) {
   if (v <= 0) throw Error("must be positive, got " + std::to_string(v)).file(src).key(key).expected("integer > 0");
+}
+
+// Sizes beyond any model by orders of magnitude (the largest published: vocabularies of
+// 256k, hidden 16k-25k, 126 layers, 256 experts, 10M-token contexts): a forged or mistyped
+// config, refused before anything is allocated (2^40 hidden channels asked LibTorch for a
+// petabyte; 10^8 layers for terabytes, one layer at a time).
+constexpr int64_t kMaxWidth = int64_t{1} << 20, kMaxVocab = int64_t{1} << 24, kMaxLayers = int64_t{1} << 14,
+                  kMaxCount = int64_t{1} << 16, kMaxPositions = int64_t{1} << 24;
+// Parameters at most (2^44, 17.6 trillion): the sizes' product must also stay far from int64.
+constexpr long double kMaxParameters = 17592186044416.0L;
+
+void check_at_most(int64_t v, int64_t limit, const std::string& key, const std::string& src) {
+  if (v > limit)
+    throw Error("is " + std::to_string(v) + ", beyond any model").file(src).key(key).expected(
+        "at most " + std::to_string(limit));
+}
+
+// num_parameters() in long double, so that sizes whose product overflows int64 are caught.
+long double parameters_estimate(const ModelConfig& c) {
+  const long double h = c.hidden_size, q = static_cast<long double>(c.num_attention_heads) * c.head_dim,
+                    kv = static_cast<long double>(c.num_key_value_heads) * c.head_dim;
+  const long double mlp = 3 * h * std::max(c.intermediate_size, c.moe_intermediate_size) *
+                          std::max<int64_t>(1, c.num_experts);
+  return c.num_hidden_layers * (2 * h * q + 2 * h * kv + mlp) + 2 * h * c.vocab_size;
 }
 
 }  // namespace
@@ -187,12 +218,32 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   // Qwen3 (transformers' Qwen3Attention): q_norm/k_norm over head_dim, attention_bias as Llama's.
   c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
   parse_moe(j, src, c);
+  for (auto [key, v, limit] : {std::tuple{"hidden_size", c.hidden_size, kMaxWidth},
+                               {"intermediate_size", c.intermediate_size, kMaxWidth},
+                               {"moe_intermediate_size", c.moe_intermediate_size, kMaxWidth},
+                               {"head_dim", c.head_dim, kMaxWidth},
+                               {"vocab_size", c.vocab_size, kMaxVocab},
+                               {"num_hidden_layers", c.num_hidden_layers, kMaxLayers},
+                               {"num_attention_heads", c.num_attention_heads, kMaxCount},
+                               {"num_key_value_heads", c.num_key_value_heads, kMaxCount},
+                               {"num_experts", c.num_experts, kMaxCount},
+                               {"max_position_embeddings", c.max_position_embeddings, kMaxPositions}})
+    check_at_most(v, limit, key, src);
+  if (parameters_estimate(c) > kMaxParameters)
+    throw Error("the model would have about " + std::to_string(static_cast<double>(parameters_estimate(c))) +
+                " parameters")
+        .file(src)
+        .key("hidden_size")
+        .expected("at most 2^44 parameters");
   // Sliding-window attention is not modelled: keep the window so that the forward can refuse
   // sequences longer than it, where full attention would give different results.
   const bool window_on = c.model_type == "mistral" || c.model_type == "mixtral" ||
                          get_or<bool>(j, "use_sliding_window", false, src, "bool");
   if (window_on && j.contains("sliding_window") && !j["sliding_window"].is_null())
     c.sliding_window = get_required<int64_t>(j, "sliding_window", src, "integer or null");
+  if (c.sliding_window && *c.sliding_window <= 0)
+    throw Error("must be positive, got " + std::to_string(*c.sliding_window)).file(src).key("sliding_window").expected(
+        "integer > 0 or null");
   c.dtype = get_or<std::string>(j, "dtype", get_or<std::string>(j, "torch_dtype", "float32", src, "string"), src, "string");
   return c;
 }
@@ -202,7 +253,7 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   if (!in) throw Error("cannot open model config").file(path);
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(in, duplicate_key_guard(path));  // a key twice: transformers and qtrain would disagree
   } catch (const json::exception& e) {
     throw Error(std::string("malformed JSON: ") + e.what()).file(path);
   }

@@ -27,10 +27,26 @@ std::set<std::string> quantized_targets(const fs::path& dir) {
   if (!in) return out;
   const auto config = nlohmann::json::parse(in, nullptr, false);
   if (config.is_discarded() || !config.contains("quantization_config")) return out;
-  const auto groups = config["quantization_config"].value("config_groups", nlohmann::json::object());
-  for (const auto& [_, group] : groups.items())
-    if (group.contains("weights") && !group["weights"].is_null())
-      for (const auto& target : group.value("targets", nlohmann::json::array())) out.insert(target.get<std::string>());
+  // Read only for sizes, but a damaged config must still be an Error naming the key, never
+  // a JSON type error (issue 24: a non-string target was "internal error", status 1).
+  const auto file = (dir / "config.json").string();
+  const auto& quantization = config["quantization_config"];
+  if (!quantization.is_object()) throw Error("not an object").file(file).key("quantization_config");
+  const auto groups = quantization.value("config_groups", nlohmann::json::object());
+  if (!groups.is_object()) throw Error("not an object").file(file).key("quantization_config.config_groups");
+  for (const auto& [name, group] : groups.items()) {
+    const auto key = "quantization_config.config_groups." + name;
+    if (!group.is_object()) throw Error("not an object").file(file).key(key);
+    if (!group.contains("weights") || group["weights"].is_null()) continue;
+    const auto targets = group.value("targets", nlohmann::json::array());
+    if (!targets.is_array()) throw Error("not a list").file(file).key(key + ".targets").expected("a list of strings");
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (!targets[i].is_string())
+        throw Error("not a string").file(file).key(key + ".targets[" + std::to_string(i) + "]").expected(
+            "module names or re: patterns");
+      out.insert(targets[i].get<std::string>());
+    }
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "common/device.h"
 #include "common/dist.h"
 #include "common/error.h"
+#include "common/output_folder.h"
 #include "config/load.h"
 #include "data/token_file.h"
 #include "eval/perplexity.h"
@@ -28,6 +29,7 @@ namespace qtrain::trainer {
 namespace fs = std::filesystem;
 
 int run_quantize(const QuantizeJob& job) {
+  check_output_folder(job.output, "--output", {job.model, job.calibration, job.eval_data});
   const auto device = resolve_device(job.device);
   const auto dtype = resolve_dtype(job.dtype, device);
   auto model = model::load_causal_lm(job.model, {device, torch::kFloat32});
@@ -37,7 +39,9 @@ int run_quantize(const QuantizeJob& job) {
   fq.observer.kind = job.observer;
   quant::attach_fake_quant(*model, quant::assign_schemes(*model, quant::parse_rules(rules, "--scheme")), fq);
   quant::attach_kv_cache_quant(*model, job.kv_cache);
-  const auto sequences = calibration_sequences(job.calibration, job.seq_len, job.calibration_sequences).to(device);
+  const auto sequences =
+      calibration_sequences(job.calibration, job.seq_len, job.calibration_sequences, model->config().vocab_size)
+          .to(device);
   auto run_batches = [&] {
     compat::AutocastGuard autocast(device, dtype);
     for (int64_t i = 0; i < sequences.size(0); i += job.batch_size)
@@ -49,7 +53,10 @@ int run_quantize(const QuantizeJob& job) {
     quant::ExportOptions options;
     options.tokenizer_source = job.model;
     options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
-    const auto s = quant::export_compressed_tensors(*model, job.output, options);
+    quant::ExportSummary s;
+    write_folder_whole(job.output, true, [&](const std::string& staging) {
+      s = quant::export_compressed_tensors(*model, staging, options);
+    });
     std::printf("qtrain quantize: %s with %s (%s): %lld linears, %.3f bits per quantized weight, %.1f MB -> %s\n",
                 job.model.c_str(), job.rules.empty() ? job.scheme.c_str() : "rules", config::name_of(job.ptq.method),
                 (long long)s.quantized_linears, s.bits_per_quantized_weight(), static_cast<double>(s.total_bytes) / 1e6,
@@ -69,6 +76,7 @@ int run_quantize(const QuantizeJob& job) {
 }
 
 int run_export(const ExportJob& job) {
+  check_output_folder(job.output, "--output", {job.checkpoint, job.tokenizer});
   const auto ck = LoadedCheckpoint::open(job.checkpoint);
   const auto& state = ck.trainer_state();
   if (!state.contains("config_yaml")) throw Error("checkpoint has no job config").file(job.checkpoint).key("config_yaml");
@@ -87,8 +95,10 @@ int run_export(const ExportJob& job) {
     model::SaveOptions options;
     options.dtype = torch::kBFloat16;
     options.max_shard_bytes = model::mib_to_bytes(job.max_shard_mb);
-    model::save_causal_lm(*student, job.output, options);
-    quant::copy_tokenizer_files(tokenizer, job.output);
+    write_folder_whole(job.output, true, [&](const std::string& staging) {
+      model::save_causal_lm(*student, staging, options);
+      quant::copy_tokenizer_files(tokenizer, staging);
+    });
     std::printf("qtrain export: %s -> %s (bf16 Hugging Face folder)\n", job.checkpoint.c_str(), job.output.c_str());
     return 0;
   }
@@ -104,12 +114,18 @@ int run_export(const ExportJob& job) {
   if (pruning) {
     ck.restore("prune", pruning->state());
     pruning->restored();
-    const auto e = export_pruned(*student, pruning->masks(), job.output, options);
+    PrunedExport e;
+    write_folder_whole(job.output, true, [&](const std::string& staging) {
+      e = export_pruned(*student, pruning->masks(), staging, options);
+    });
     std::printf("qtrain export: %s -> %s (pruned%s: %s)\n", job.checkpoint.c_str(), job.output.c_str(),
                 e.quantized ? ", quantized" : "", describe(e).c_str());
     return 0;
   }
-  const auto s = quant::export_compressed_tensors(*student, job.output, options);
+  quant::ExportSummary s;
+  write_folder_whole(job.output, true, [&](const std::string& staging) {
+    s = quant::export_compressed_tensors(*student, staging, options);
+  });
   std::printf("qtrain export: %s -> %s (%lld quantized linears, %.3f bits per quantized weight)\n", job.checkpoint.c_str(),
               job.output.c_str(), (long long)s.quantized_linears, s.bits_per_quantized_weight());
   return 0;

@@ -181,7 +181,9 @@ prune::Importance StudentPruning::importance(distill::DistillLoss& loss, FlatPar
   const auto device = student_->model->embed_tokens->weight.device();
   // Windows of seq_len + 1 tokens: the inputs and their next-token labels, as training uses.
   const int64_t seq_len = data_.seq_len, batch_size = data_.batch_size;
-  const auto sequences = calibration_sequences(data_.path, seq_len + 1, section_.calibration_sequences).to(device);
+  const auto sequences =
+      calibration_sequences(data_.path, seq_len + 1, section_.calibration_sequences, student_->config().vocab_size)
+          .to(device);
   auto for_each_batch = [&](const std::function<void(const torch::Tensor&, const torch::Tensor&)>& run) {
     for (int64_t i = 0; i < sequences.size(0); i += batch_size) {
       const auto batch = sequences.narrow(0, i, std::min(batch_size, sequences.size(0) - i));

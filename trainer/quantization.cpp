@@ -55,11 +55,15 @@ bool attach_quantization(const config::QuantSection& quant, model::CausalLMImpl&
   return true;
 }
 
-torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count) {
+torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count, int64_t vocab_size) {
   auto tokens = data::TokenFile::open(path);
+  data::check_vocabulary(tokens, vocab_size);
   count = std::min(count, tokens.size() / seq_len);
   std::vector<torch::Tensor> rows;
-  for (int64_t i = dist::rank(); i < count; i += dist::world_size()) rows.push_back(tokens.read(i * seq_len, seq_len));
+  for (int64_t i = dist::rank(); i < count; i += dist::world_size()) {
+    rows.push_back(tokens.read(i * seq_len, seq_len));
+    data::check_token_range(rows.back(), vocab_size, path, i * seq_len);
+  }
   if (rows.empty()) return torch::empty({0, seq_len}, torch::kInt64);
   return torch::stack(rows);
 }
@@ -68,7 +72,8 @@ void initialize_quantization(const config::QuantSection& quant, const Calibratio
                              model::CausalLMImpl& student, torch::ScalarType compute_dtype, ShardedModel* sharded,
                              const std::function<void(int layer)>& on_layer) {
   const auto device = student.model->embed_tokens->weight.device();
-  const auto sequences = calibration_sequences(data.path, data.seq_len, quant.calibration_sequences).to(device);
+  const auto sequences =
+      calibration_sequences(data.path, data.seq_len, quant.calibration_sequences, student.config().vocab_size).to(device);
   const int64_t batch = data.batch_size;
   auto run_batches = [&] {
     compat::AutocastGuard autocast(device, compute_dtype);

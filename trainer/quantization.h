@@ -44,7 +44,8 @@ torch::ScalarType stored_dtype(config::StoredDtype dtype);
 void refresh_quantization(model::CausalLMImpl& student);
 
 // The first `count` sequences of `seq_len` tokens of a token file, this rank's share
-// (rank-strided), as [n, seq_len] int64.
-torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count);
+// (rank-strided), as [n, seq_len] int64; ids outside [0, vocab_size) are an Error naming
+// the file and position (an embedding lookup would fail inside LibTorch, or read garbage).
+torch::Tensor calibration_sequences(const std::string& path, int64_t seq_len, int64_t count, int64_t vocab_size);
 
 }  // namespace qtrain::trainer

@@ -92,7 +92,18 @@ eval::PerplexityResult evaluate_validation(model::CausalLMImpl& model, const con
 
 double RunResults::measure(const std::string& stage, model::CausalLMImpl& model, int64_t step) {
   if (job_.data.validation.empty()) return 0.0;
-  const auto r = evaluate_validation(model, job_);
+  eval::PerplexityResult r;
+  try {
+    r = evaluate_validation(model, job_);
+  } catch (Error& e) {
+    // Name what was measured (issue 24): a teacher whose weights hold NaN is its folder's
+    // fault, a student's after training the run's.
+    if (e.file_name().empty())
+      e.file(stage == "teacher"  ? job_.model.teacher.value_or("")
+             : stage == "export" ? (fs::path(job_.run.output_dir) / "export").string()
+                                 : job_.run.output_dir);
+    throw;
+  }
   json entry = {{"step", step},
                 {"perplexity", r.perplexity},
                 {"mean_nll", r.mean_nll},

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/kernels.h"
 #include "common/memory.h"
+#include "common/output_folder.h"
 #include "common/progress.h"
 #include "data/token_file.h"
 #include "data/tokenizer_match.h"
@@ -236,7 +237,10 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
   if (auto* sharded = s.shards.student.get())
     options.gather = [sharded](int unit, bool gathered) { gathered ? sharded->acquire(unit) : sharded->release(unit); };
   if (pruned) {
-    const auto summary = export_pruned(*s.student, s.pruning->masks(), dir, options);
+    PrunedExport summary;
+    write_folder_whole(dir, main, [&](const std::string& staging) {
+      summary = export_pruned(*s.student, s.pruning->masks(), staging, options);
+    });
     integer = summary.quantized;
     if (main) {
       results.exported(dir, summary.errors);
@@ -244,7 +248,10 @@ void export_and_measure(Session& s, double student_ppl, MetricsLogger* metrics, 
                   describe(summary).c_str(), dir.c_str());
     }
   } else if (s.shards.student || main) {
-    const auto summary = quant::export_compressed_tensors(*s.student, dir, options);
+    quant::ExportSummary summary;
+    write_folder_whole(dir, main, [&](const std::string& staging) {
+      summary = quant::export_compressed_tensors(*s.student, staging, options);
+    });
     if (main) {
       results.exported(dir, summary.errors);
       std::printf("qtrain: exported %lld quantized linears (%.3f bits per weight, %.1f MB in all) to %s\n",
@@ -290,14 +297,23 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
 
 // One step of train_step, an out-of-memory error turned into advice on the batch shape.
 StepResult run_step(StepContext& ctx, const data::StepBatch& batch, double lr, const config::JobConfig& job) {
-  try {
-    return train_step(ctx, batch, lr);
-  } catch (const c10::OutOfMemoryError&) {
-    throw Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
+  auto out_of_memory = [&]() {
+    return Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
                 " micro-batches of micro_batch_size " + std::to_string(job.data.micro_batch_size) + " x seq_len " +
                 std::to_string(job.data.seq_len) + " tokens on " + ctx.device.str())
         .key("data.micro_batch_size")
         .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
+  };
+  try {
+    return train_step(ctx, batch, lr);
+  } catch (const c10::OutOfMemoryError&) {
+    throw out_of_memory();
+  } catch (const std::bad_alloc&) {  // host memory
+    throw out_of_memory();
+  } catch (const c10::Error& e) {
+    // LibTorch 1.13's CPU allocator reports a failed allocation as a plain c10::Error.
+    if (std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos) throw out_of_memory();
+    throw;
   }
 }
 
@@ -331,6 +347,7 @@ int run_training(const config::JobConfig& job, const std::string& resolved_confi
   Watchdog watchdog(static_cast<double>(job.parallel.timeout_s), "start-up: checking the inputs");
   const auto faults = FaultInjection::from_environment();
   check_kernel_switches(true);  // a bad QTRAIN_*_KERNEL value: exit 2 before any work
+  prepare_output_folder(job.run.output_dir, "run.output_dir");
   check_token_files_tokenizer(job);
   faults.at_start(dist::rank());
   watchdog.beat("start-up: loading the models");

@@ -95,6 +95,43 @@ TEST(QevalCli, ATokenFileThatCrashesTheHdf5LibraryExitsWithStatus2) {
   EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
 }
 
+// A config.json within every size bound whose model would still need terabytes (hidden
+// 65,536, intermediate 2^20, 64 layers: 1.3e13 parameters): refused with status 2 before
+// anything is allocated (issue 25: the allocator failed half way, status 1).
+TEST(QevalCli, AModelLargerThanTheHostIsRefusedBeforeLoading) {
+  const auto dir = testing::scratch_dir();
+  const auto folder = dir / "huge";
+  std::filesystem::copy(testing::fixture("llama_gqa_llama3"), folder, std::filesystem::copy_options::recursive);
+  auto config = nlohmann::json::parse(testing::read_text(folder / "config.json"));
+  config["hidden_size"] = 65536;
+  config["intermediate_size"] = 1 << 20;
+  config["num_hidden_layers"] = 64;
+  std::ofstream(folder / "config.json") << config.dump();
+  const auto run = run_tool(dir, "qeval", "--model '" + folder.string() + "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu");
+  EXPECT_EQ(run.status, 2) << run.err;
+  EXPECT_NE(run.err.find("huge/config.json: the model needs "), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("GB of host memory to load"), std::string::npos) << run.err;
+}
+
+// A model that passes that check but more than the process may hold (6.4 GB of fp32 under a
+// 6 GB address-space limit): LibTorch's failed allocation is status 2, "out of host memory",
+// not "internal error (LibTorch)" with status 1.
+TEST(QevalCli, AnAllocationTheHostRefusesIsStatus2) {
+  const auto dir = testing::scratch_dir();
+  const auto folder = dir / "large";
+  std::filesystem::copy(testing::fixture("llama_gqa_llama3"), folder, std::filesystem::copy_options::recursive);
+  auto config = nlohmann::json::parse(testing::read_text(folder / "config.json"));
+  config["hidden_size"] = 4096;
+  config["intermediate_size"] = 16384;
+  config["num_hidden_layers"] = 8;
+  std::ofstream(folder / "config.json") << config.dump();
+  const auto run = run_tool(dir, "qeval",
+                            "--model '" + folder.string() + "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu",
+                            "ulimit -v 6000000 &&");
+  EXPECT_EQ(run.status, 2) << run.err;
+  EXPECT_EQ(run.err.rfind("qeval: error: out of host memory; you tried to allocate ", 0), 0u) << run.err;
+}
+
 TEST(QevalCli, TwoRanksSplitTheWindowsAndAgree) {
   const auto dir = testing::scratch_dir();
   const auto run = run_tool(dir, "qeval",

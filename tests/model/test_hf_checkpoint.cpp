@@ -173,8 +173,46 @@ INSTANTIATE_TEST_SUITE_P(
                       // issue 24: physically impossible values (an eps of 0 makes a zero row NaN)
                       ConfigDefect{"zero_eps", "rms_norm_eps", 0.0, "rms_norm_eps is 0"},
                       ConfigDefect{"negative_eps", "rms_norm_eps", -1e-6, "rms_norm_eps is"},
-                      ConfigDefect{"zero_positions", "max_position_embeddings", 0, "must be positive"}),
+                      ConfigDefect{"zero_positions", "max_position_embeddings", 0, "must be positive"},
+                      // issue 24, second round: the rope keys and the window (a non-string type
+                      // was a JSON type_error, status 1; the others were accepted)
+                      ConfigDefect{"rope_type_not_string", "rope_parameters", {{"rope_type", 3}, {"factor", 4.0}},
+                                   "key 'rope_type': wrong type: 3"},
+                      ConfigDefect{"zero_low_freq_factor", "rope_parameters",
+                                   {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 0.0},
+                                    {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}},
+                                   "key 'rope_parameters.low_freq_factor': must be positive"},
+                      ConfigDefect{"zero_original_positions", "rope_parameters",
+                                   {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                                    {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 0}},
+                                   "key 'rope_parameters.original_max_position_embeddings': must be positive"},
+                      // issue 25: sizes beyond any model (LibTorch was asked for petabytes)
+                      ConfigDefect{"layers_1e8", "num_hidden_layers", 1e8, "is 100000000, beyond any model"},
+                      ConfigDefect{"hidden_2_40", "hidden_size", 1099511627776, "beyond any model"},
+                      ConfigDefect{"vocab_2_30", "vocab_size", 1073741824, "beyond any model"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A sliding window of 0 tokens (with use_sliding_window on) would mask every key: refused.
+TEST(ModelConfig, AZeroSlidingWindowIsRefused) {
+  auto cfg = read_json(testing::fixture("llama_gqa_llama3/config.json"));
+  cfg["use_sliding_window"] = true;
+  cfg["sliding_window"] = 0;
+  const auto e = error_of([&] { ModelConfig::from_json(cfg, "config.json"); });
+  EXPECT_EQ(e, "config.json: key 'sliding_window': must be positive, got 0 (expected: integer > 0 or null)");
+}
+
+// config.json naming a key twice: nlohmann keeps the last, Python's json too, but a file
+// that says two things is refused (as safetensors headers are).
+TEST(ModelConfig, AKeyTwiceInConfigJsonIsRefused) {
+  const auto dir = testing::scratch_dir();
+  auto text = testing::read_text(testing::fixture("llama_gqa_llama3/config.json"));
+  text.insert(text.find('{') + 1, "\"hidden_size\": 32,");
+  std::ofstream(dir / "config.json") << text;
+  const auto e = error_of([&] { ModelConfig::from_file((dir / "config.json").string()); });
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("hidden_size"), std::string::npos) << e;
+  EXPECT_NE(e.find("twice"), std::string::npos) << e;
+}
 
 // A size written as a float that holds an integer exactly (some exporters write 4096.0)
 // reads as that integer.

@@ -2,6 +2,11 @@
 // and an unquantized fp32 folder has 32 bits per weight.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
 #include "model/hf_checkpoint.h"
 #include "quant/export.h"
 #include "quant/export_size.h"
@@ -34,6 +39,35 @@ TEST(ExportSize, Fp32FolderHas32BitsPerWeightAndReferenceDataIsNotCounted) {
   int64_t elements = 0;
   for (const auto& p : m->parameters()) elements += p.numel();
   EXPECT_EQ(size.elements, elements);
+}
+
+// A damaged quantization_config (a non-string target, a group that is not an object) is an
+// Error naming config.json and the key, not a JSON type error (issue 24: status 1).
+TEST(ExportSize, ADamagedQuantizationConfigIsAnErrorNamingTheKey) {
+  auto m = model::load_causal_lm(testing::fixture("llama_gqa_llama3").string());
+  attach_fake_quant(*m, assign_schemes(*m, parse_rules({"re:.*mlp\\..*=w4a16-g32"})), {});
+  const auto dir = testing::scratch_dir() / "export";
+  export_compressed_tensors(*m, dir.string());
+  const auto path = (dir / "config.json").string();
+  const auto pristine = testing::read_text(path);
+  const auto message = [&](const std::function<void(nlohmann::json&)>& damage) {
+    auto config = nlohmann::json::parse(pristine);
+    damage(config);
+    std::ofstream(path) << config.dump();
+    try {
+      folder_size(dir.string());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("<no error>");
+  };
+  EXPECT_EQ(message([](nlohmann::json& c) { c["quantization_config"]["config_groups"]["group_0"]["targets"][0] = 7; }),
+            path + ": key 'quantization_config.config_groups.group_0.targets[0]': not a string (expected: module "
+                   "names or re: patterns)");
+  EXPECT_EQ(message([](nlohmann::json& c) { c["quantization_config"]["config_groups"]["group_0"] = 1; }),
+            path + ": key 'quantization_config.config_groups.group_0': not an object");
+  EXPECT_EQ(message([](nlohmann::json& c) { c["quantization_config"] = "x"; }),
+            path + ": key 'quantization_config': not an object");
 }
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <fstream>
 #include <regex>
 
+#include "data/token_writer.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
 
@@ -132,6 +134,84 @@ TEST(QtrainQuantizeKvCache, Fp8KvCacheIsCalibratedAndExported) {
   const auto bad = run_tool(dir, "qtrain", quantize_args(c, dir / "bad", "cpu") + " --kv-cache fp4");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("--kv-cache"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace qtrain
+
+namespace qtrain {
+namespace {
+
+// Issue 24's probes on `qtrain quantize`: each refused with status 2 and one line naming the
+// file and the key before any work, and the input never touched.
+TEST(QtrainQuantizeBadInput, OutputsThatAreInputsOrUnwritableAreRefused) {
+  const auto dir = testing::scratch_dir();
+  const QuantizeCase c{"w4a16-g32", "rtn", "", 0};
+  const auto model_dir = dir / "model";
+  fs::copy(testing::fixture("llama_gqa_llama3"), model_dir, fs::copy_options::recursive);
+  const auto before = testing::read_text(model_dir / "model.safetensors");
+  std::ofstream(dir / "a_file") << "x";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {model_dir.string(), "is the input " + model_dir.string()},
+      {(model_dir / "export").string(), "lies inside the input " + model_dir.string()},
+      {dir.string(), "holds the input"},
+      {(dir / "a_file").string(), "exists and is not a folder"},
+      {"/proc/qtrain-export", "lies in /proc, a kernel file system"},
+      {"", "is empty"}};
+  for (const auto& [output, message] : cases) {
+    auto args = quantize_args(c, output, "cpu");
+    args = std::regex_replace(args, std::regex("tests/fixtures/llama_gqa_llama3"), model_dir.string());
+    const auto run = run_tool(dir, "qtrain", args);
+    EXPECT_EQ(run.status, 2) << output << run.err;
+    EXPECT_NE(run.err.find("key '--output': " + message), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  EXPECT_EQ(testing::read_text(model_dir / "model.safetensors"), before);
+}
+
+// Calibration tokens the model has no embedding for: the file's declared vocabulary, or an
+// id read, is an error naming the file (GPTQ ended in a LibTorch "index out of range" with
+// status 1, RTN exited 0 having calibrated on garbage).
+TEST(QtrainQuantizeBadInput, CalibrationIdsOutsideTheVocabularyAreRefused) {
+  const auto dir = testing::scratch_dir();
+  {
+    data::TokenFileWriter writer((dir / "gpt2.h5").string(), {50257, "", data::TokenType::int32});
+    writer.append_document(std::vector<int32_t>(2000, 300));
+    writer.commit();
+  }
+  for (const auto* method : {"rtn", "gptq"}) {
+    auto args = quantize_args({"w4a16-g32", method, "", 0}, dir / "export", "cpu");
+    args = std::regex_replace(args, std::regex("--calib tests/fixtures/tokens.h5"), "--calib " + (dir / "gpt2.h5").string());
+    const auto run = run_tool(dir, "qtrain", args);
+    EXPECT_EQ(run.status, 2) << run.err;
+    EXPECT_NE(run.err.find("gpt2.h5: key 'vocab_size': token file vocabulary (50257) is larger than the model's"),
+              std::string::npos)
+        << run.err;
+    EXPECT_FALSE(fs::exists(dir / "export"));
+  }
+}
+
+// An export into a folder that holds an older, sharded export: the folder afterwards holds
+// the new export's files only (the stale shards and index went with the old folder), and no
+// staging or set-aside folder is left beside it.
+TEST(QtrainQuantizeBadInput, AnExportReplacesAnOlderShardedExportWhole) {
+  const auto dir = testing::scratch_dir();
+  const QuantizeCase c{"w4a16-g32", "rtn", "", 0};
+  const auto out = dir / "export";
+  ASSERT_EQ(run_tool(dir, "qtrain", quantize_args(c, out, "cpu") + " --max-shard-mb 0.05").status, 0);
+  ASSERT_TRUE(fs::exists(out / "model.safetensors.index.json"));
+  std::ofstream(out / "stale-notes.txt") << "from the old export";
+  const auto again = run_tool(dir, "qtrain", quantize_args(c, out, "cpu"));
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_TRUE(fs::exists(out / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(out / "model.safetensors.index.json"));
+  EXPECT_FALSE(fs::exists(out / "stale-notes.txt"));
+  for (const auto& entry : fs::directory_iterator(out)) EXPECT_EQ(entry.path().filename().string().find("-of-"), std::string::npos);
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const auto name = entry.path().filename().string();
+    EXPECT_EQ(name.find(".tmp."), std::string::npos) << name;
+    EXPECT_EQ(name.find(".old."), std::string::npos) << name;
+  }
 }
 
 }  // namespace

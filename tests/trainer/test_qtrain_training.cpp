@@ -8,15 +8,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
 #include "common/compat.h"
+#include "model/hf_checkpoint.h"
 #include "model/safetensors.h"
 #include "trainer/checkpoint.h"
 #include "tests/test_util.h"
@@ -357,6 +360,48 @@ TEST(QtrainTraining, ResumeRefusesAChangedSampleOrder) {
   const auto accumulated = run_tool(dir, "qtrain", kConfig + out + "--set training.steps=4 --set data.micro_batch_size=1");
   EXPECT_EQ(accumulated.status, 0) << accumulated.err;
   EXPECT_NE(accumulated.err.find("resumed from"), std::string::npos) << accumulated.err;
+}
+
+// Issue 24: output folders the job cannot use, and a run.name that JSON cannot hold, end
+// with status 2 and one line naming the key before any work (they were "internal error:
+// filesystem error" / "type_error.316", status 1, after the models had loaded or later).
+TEST(QtrainTraining, UnusableOutputFoldersAndNonUtf8NamesExitWithStatus2) {
+  const auto dir = testing::scratch_dir();
+  std::ofstream(dir / "a_file") << "x";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--set run.output_dir=", "key 'run.output_dir': "},
+      {"--set run.output_dir=" + (dir / "a_file").string(), "key 'run.output_dir': exists and is not a folder"},
+      {"--set run.output_dir=/proc/qtrain-run", "key 'run.output_dir': lies in /proc"},
+      {"--set run.output_dir=" + (dir / "run").string() + " --set 'run.name=tiny\xff\xfe'",
+       "key 'run.name': the text is not valid UTF-8"}};
+  for (const auto& [args, message] : cases) {
+    const auto run = run_tool(dir, "qtrain", kConfig + args);
+    EXPECT_EQ(run.status, 2) << args << run.err;
+    EXPECT_NE(run.err.find(message), std::string::npos) << run.err;
+    EXPECT_EQ(std::count(run.err.begin(), run.err.end(), '\n'), 1) << run.err;
+  }
+  EXPECT_EQ(testing::read_text(dir / "a_file"), "x");
+}
+
+// A teacher whose weights hold NaN (issue 24): status 2 naming the teacher's folder (the
+// error said only "the model's loss is not finite").
+TEST(QtrainTraining, ATeacherWithNanWeightsIsNamed) {
+  const auto dir = testing::scratch_dir();
+  const auto teacher = dir / "nan_teacher";
+  fs::copy(testing::fixture("llama_gqa_llama3"), teacher, fs::copy_options::recursive);
+  auto model = model::load_causal_lm(teacher.string());
+  model::NamedTensors tensors;
+  for (auto& [name, t] : model::hf_state(*model)) tensors.emplace_back(name, t.clone());
+  for (auto& [name, t] : tensors)
+    if (name == "model.layers.0.mlp.down_proj.weight") t[0][0] = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& entry : fs::directory_iterator(teacher))
+    if (entry.path().extension() == ".safetensors" || entry.path().filename() == "model.safetensors.index.json")
+      fs::remove(entry.path());
+  model::save_safetensors((teacher / "model.safetensors").string(), tensors);
+  const auto run = run_tool(dir, "qtrain", kConfig + "--set model.teacher=" + teacher.string() +
+                                                " --set run.output_dir=" + (dir / "run").string());
+  EXPECT_EQ(run.status, 2) << run.err;
+  EXPECT_NE(run.err.find("nan_teacher: the model's loss is not finite"), std::string::npos) << run.err;
 }
 
 TEST(QtrainTraining, AFailingOrHungRankEndsTheWholeJobQuickly) {
