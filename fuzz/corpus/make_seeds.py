@@ -11,6 +11,8 @@
   checkpoint_index/  tests/fixtures/llama_gqa_llama3's index, and one without its metadata.
 The corpora of token_file/ and compressed_config/ need qtrain's own writers: the fuzz targets
 write them (QTRAIN_FUZZ_WRITE_SEEDS=fuzz/corpus/<target> build-fuzz/fuzz/fuzz_<target>).
+The probes of issue 24 (recursive aliases, impossible sizes, num_bits 0, duplicate keys...)
+are seeds too (issue24_probes; the compressed_config ones are derived from export0.json).
 Deterministic; run from the repository root:  python3 fuzz/corpus/make_seeds.py"""
 import glob
 import json
@@ -84,5 +86,39 @@ def main():
     write("checkpoint_index", "llama_gqa_llama3.json", index)
     write("checkpoint_index", "no_metadata.json", json.dumps({"weight_map": json.loads(index)["weight_map"]}))
 
+def issue24_probes():
+    """The bad inputs of issue 24, generalised into seeds (each is refused with status 2;
+    the fuzzers mutate from them into their neighbourhoods)."""
+    tiny = open(os.path.join(ROOT, "tests/fixtures/train_tiny.yaml"), "rb").read()
+    write("config", "probe_recursive_alias.yaml", tiny + b"\0quant.rules=&a [*a]\n")
+    write("config", "probe_alias_in_file.yaml", tiny.replace(b"  name: tiny", b"  name: &n [*n]"))
+    write("config", "probe_non_utf8_name.yaml", tiny.replace(b"  name: tiny", b"  name: tiny\xff\xfe"))
+    write("config", "probe_empty_output_dir.yaml", tiny + b"\0run.output_dir=\n")
+    base = json.load(open(os.path.join(ROOT, "tests/fixtures/llama_gqa_llama3/config.json")))
+    for name, key, value in [("zero_eps", "rms_norm_eps", 0.0), ("layers_1e8", "num_hidden_layers", 1e8),
+                             ("hidden_2_40", "hidden_size", 2 ** 40), ("zero_window", "sliding_window", 0),
+                             ("rope_type_not_string", "rope_parameters", {"rope_type": 3, "factor": 4.0})]:
+        write("model_config", "probe_" + name + ".json", json.dumps(dict(base, **{key: value})))
+    write("model_config", "probe_duplicate_key.json", '{"hidden_size": 32, ' + json.dumps(base)[1:])
+    # compressed_config seeds: one byte choosing the export whose tensors are read, then its config.json
+    raw = open(os.path.join(OUT, "compressed_config", "export0.json"), "rb").read()
+    selector, export = raw[:1], json.loads(raw[1:])
+    groups = export["quantization_config"]["config_groups"]
+    first = next(iter(groups.values()))
+    zero_bits = json.loads(json.dumps(export))
+    next(iter(zero_bits["quantization_config"]["config_groups"].values()))["weights"]["num_bits"] = 0
+    write("compressed_config", "probe_num_bits_0.json", selector + json.dumps(zero_bits).encode())
+    non_string = json.loads(json.dumps(export))
+    next(iter(non_string["quantization_config"]["config_groups"].values()))["targets"] = [7]
+    write("compressed_config", "probe_non_string_target.json", selector + json.dumps(non_string).encode())
+    twice = json.loads(json.dumps(export))
+    twice["quantization_config"]["config_groups"]["group_twice"] = first
+    write("compressed_config", "probe_group_twice.json", selector + json.dumps(twice).encode())
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    header += b" " * (-len(header) % 8)
+    write("safetensors", "probe_duplicate_name.safetensors", struct.pack("<Q", len(header)) + header + b"\0\0\x80?")
+
+
 if __name__ == "__main__":
     main()
+    issue24_probes()
