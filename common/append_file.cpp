@@ -52,8 +52,12 @@ AppendFile::AppendFile(std::string path, bool lines) : path_(std::move(path)) {
   if (!lines || size_ == 0) return;
   const off_t whole = whole_lines_length(fd_, size_);
   if (whole == size_) return;
-  if (::ftruncate(fd_, whole) != 0)
-    throw Error(std::string("cannot cut off its torn last line: ") + std::strerror(errno)).file(path_);
+  if (::ftruncate(fd_, whole) != 0) {
+    const int error = errno;
+    ::close(fd_);  // the destructor of a half-built object does not run
+    fd_ = -1;
+    throw Error(std::string("cannot cut off its torn last line: ") + std::strerror(error)).file(path_);
+  }
   std::fprintf(stderr, "warning: %s: removed a torn last line of %lld bytes (a run stopped while writing it)\n",
                path_.c_str(), static_cast<long long>(size_ - whole));
   size_ = whole;

@@ -9,7 +9,7 @@
 namespace qtrain {
 
 // Throws qtrain::Error naming `dir` and `key` if it is empty, exists and is not a folder,
-// lies in /proc, /sys or /dev, is one of `inputs` (files or folders), lies inside one, or
+// lies in /proc, /sys or /dev (not /dev/shm), is one of `inputs` (files or folders), lies inside one, or
 // holds one (an export replacing its folder would remove that input). Nothing is created.
 void check_output_folder(const std::string& dir, const std::string& key, const std::vector<std::string>& inputs = {});
 
@@ -18,12 +18,18 @@ void check_output_folder(const std::string& dir, const std::string& key, const s
 void prepare_output_folder(const std::string& dir, const std::string& key,
                            const std::vector<std::string>& inputs = {});
 
-// Writes a folder as a whole: `write(path)` fills a staging sibling (<dir>.tmp.<pid>), which
-// then replaces `dir`, the old one renamed aside and removed only once the new one is in
-// place: a reader never meets old and new files mixed (a stale export's extra shards), and
-// a failed write leaves the old folder as it was (the staging one is removed). `writer`
-// false (a rank that only takes part in collective gathers): `write` is called with the
-// staging path and nothing is moved.
+// check_output_folder for a folder that write_folder_whole will write: creates its parent
+// and proves the parent writable (the export is staged beside the folder).
+void prepare_export_folder(const std::string& dir, const std::string& key,
+                           const std::vector<std::string>& inputs = {});
+
+// Writes a folder as a whole: `write(path)` fills a staging sibling (<dir>.tmp.<pid>, beside
+// the folder `dir` resolves to), which then replaces it, the old one renamed aside and
+// removed only once the new one is in place: a reader never meets old and new files mixed (a
+// stale export's extra shards), and a failed write leaves the old folder as it was (the
+// staging one is removed). A folder that is a mount point cannot be renamed and is written
+// in place. `writer` false (a rank that only takes part in collective gathers): `write` is
+// called with the staging path and nothing is moved.
 void write_folder_whole(const std::string& dir, bool writer, const std::function<void(const std::string&)>& write);
 
 }  // namespace qtrain

@@ -29,7 +29,7 @@ namespace qtrain::trainer {
 namespace fs = std::filesystem;
 
 int run_quantize(const QuantizeJob& job) {
-  check_output_folder(job.output, "--output", {job.model, job.calibration, job.eval_data});
+  prepare_export_folder(job.output, "--output", {job.model, job.calibration, job.eval_data});
   const auto device = resolve_device(job.device);
   const auto dtype = resolve_dtype(job.dtype, device);
   auto model = model::load_causal_lm(job.model, {device, torch::kFloat32});
@@ -82,6 +82,13 @@ int run_export(const ExportJob& job) {
   if (!state.contains("config_yaml")) throw Error("checkpoint has no job config").file(job.checkpoint).key("config_yaml");
   const auto loaded = config::load_config_text(state["config_yaml"].get<std::string>(),
                                                (fs::path(job.checkpoint) / "trainer_state.json").string());
+  // The run's own inputs too: the tokenizer comes from its teacher when --tokenizer is not
+  // given, and an --output naming the teacher's folder would replace it.
+  const auto& run = loaded.job;
+  prepare_export_folder(job.output, "--output",
+                        {job.checkpoint, job.tokenizer, run.model.teacher.value_or(""), run.data.tokenizer,
+                         run.data.train, run.data.validation,
+                         run.model.student == "copy" || run.model.student == "config" ? "" : run.model.student});
   model::CausalLM student(model::ModelConfig::from_file((fs::path(job.checkpoint) / "config.json").string()));
   const bool quantized = attach_quantization(loaded.job.quant, *student);
   // A pruned run exports without its pruned structure (docs/pruning.md), quantized or not.

@@ -101,12 +101,18 @@ void check_sample_order(const nlohmann::json& trainer_state, const config::JobCo
   if (!trainer_state.contains("sample_order")) return;  // written before the check existed
   const auto& saved = trainer_state.at("sample_order");
   const auto current = sample_order(job);  // items() refers into it: not a temporary
+  // checkpoint.resume naming a folder is a deliberate continuation (a curriculum that grows
+  // seq_len): said, not refused. `auto` continues the same run, which must read on exactly.
+  const bool deliberate = job.checkpoint.resume != "auto";
   for (const auto& [key, now] : current.items())
-    if (saved.contains(key) && saved.at(key) != now)
+    if (saved.contains(key) && saved.at(key) != now && deliberate && dist::is_main())
+      std::fprintf(stderr, "qtrain: warning: %s was made with %s = %s, this run has %s: the sample order changes\n",
+                   from.c_str(), key.c_str(), saved.at(key).dump().c_str(), now.dump().c_str());
+    else if (saved.contains(key) && saved.at(key) != now && !deliberate)
       throw Error("the run resumed from " + from + " was made with " + key + " = " + saved.at(key).dump() +
                   ", this one has " + now.dump() + "; the samples it reads would not continue the interrupted run")
           .key(key)
-          .expected(saved.at(key).dump() + " (or checkpoint.resume: none in a new run.output_dir)");
+          .expected(saved.at(key).dump() + " (or checkpoint.resume naming the folder, to continue with the change)");
 }
 
 // Restores the checkpoint that checkpoint.resume names (each rank what its layout holds, from
@@ -297,22 +303,23 @@ nlohmann::json step_record(const StepResult& r, double lr, double tokens_per_sec
 
 // One step of train_step, an out-of-memory error turned into advice on the batch shape.
 StepResult run_step(StepContext& ctx, const data::StepBatch& batch, double lr, const config::JobConfig& job) {
-  auto out_of_memory = [&]() {
+  auto out_of_memory = [&](bool host) {
     return Error("out of memory in a training step of " + std::to_string(batch.micro_batches.size()) +
                 " micro-batches of micro_batch_size " + std::to_string(job.data.micro_batch_size) + " x seq_len " +
-                std::to_string(job.data.seq_len) + " tokens on " + ctx.device.str())
+                std::to_string(job.data.seq_len) + " tokens on " + (host ? std::string("the host") : ctx.device.str()))
         .key("data.micro_batch_size")
         .expected("a smaller micro_batch_size or seq_len (global_batch_size stays: more accumulation)");
   };
   try {
     return train_step(ctx, batch, lr);
   } catch (const c10::OutOfMemoryError&) {
-    throw out_of_memory();
-  } catch (const std::bad_alloc&) {  // host memory
-    throw out_of_memory();
+    throw out_of_memory(!ctx.device.is_cuda());
+  } catch (const std::bad_alloc&) {
+    throw out_of_memory(true);
   } catch (const c10::Error& e) {
     // LibTorch 1.13's CPU allocator reports a failed allocation as a plain c10::Error.
-    if (std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos) throw out_of_memory();
+    if (std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos)
+      throw out_of_memory(true);
     throw;
   }
 }

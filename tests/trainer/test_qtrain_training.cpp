@@ -360,6 +360,15 @@ TEST(QtrainTraining, ResumeRefusesAChangedSampleOrder) {
   const auto accumulated = run_tool(dir, "qtrain", kConfig + out + "--set training.steps=4 --set data.micro_batch_size=1");
   EXPECT_EQ(accumulated.status, 0) << accumulated.err;
   EXPECT_NE(accumulated.err.find("resumed from"), std::string::npos) << accumulated.err;
+  // Naming the checkpoint folder is a deliberate continuation (a curriculum): said, not refused.
+  const auto curriculum = run_tool(dir, "qtrain",
+                                   kConfig + "--set run.output_dir=" + (dir / "longer").string() +
+                                       " --set checkpoint.resume=" + (dir / "run/checkpoints/step_00000002").string() +
+                                       " --set training.steps=4 --set data.seq_len=32");
+  EXPECT_EQ(curriculum.status, 0) << curriculum.err;
+  EXPECT_NE(curriculum.err.find("was made with data.seq_len = 16, this run has 32: the sample order changes"),
+            std::string::npos)
+      << curriculum.err;
 }
 
 // Issue 24: output folders the job cannot use, and a run.name that JSON cannot hold, end
