@@ -97,15 +97,23 @@ TEST(QevalCli, ATokenFileThatCrashesTheHdf5LibraryExitsWithStatus2) {
 // A config.json within every size bound whose model would still need terabytes (hidden
 // 65,536, intermediate 2^20, 64 layers: 1.3e13 parameters): refused with status 2 before
 // anything is allocated (issue 25: the allocator failed half way, status 1).
-TEST(QevalCli, AModelLargerThanTheHostIsRefusedBeforeLoading) {
-  const auto dir = testing::scratch_dir();
-  const auto folder = dir / "huge";
+// The fixture Llama copied to dir/name with its config.json's sizes changed (the weights stay
+// small: these tests fail before any weight is read).
+std::filesystem::path fixture_resized(const std::filesystem::path& dir, const std::string& name, int64_t hidden,
+                                      int64_t intermediate, int64_t layers) {
+  const auto folder = dir / name;
   std::filesystem::copy(testing::fixture("llama_gqa_llama3"), folder, std::filesystem::copy_options::recursive);
   auto config = nlohmann::json::parse(testing::read_text(folder / "config.json"));
-  config["hidden_size"] = 65536;
-  config["intermediate_size"] = 1 << 20;
-  config["num_hidden_layers"] = 64;
+  config["hidden_size"] = hidden;
+  config["intermediate_size"] = intermediate;
+  config["num_hidden_layers"] = layers;
   std::ofstream(folder / "config.json") << config.dump();
+  return folder;
+}
+
+TEST(QevalCli, AModelLargerThanTheHostIsRefusedBeforeLoading) {
+  const auto dir = testing::scratch_dir();
+  const auto folder = fixture_resized(dir, "huge", 65536, 1 << 20, 64);
   const auto run = run_tool(dir, "qeval", "--model '" + folder.string() + "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu");
   EXPECT_EQ(run.status, 2) << run.err;
   EXPECT_NE(run.err.find("huge/config.json: the model needs "), std::string::npos) << run.err;
@@ -117,13 +125,7 @@ TEST(QevalCli, AModelLargerThanTheHostIsRefusedBeforeLoading) {
 // not "internal error (LibTorch)" with status 1.
 TEST(QevalCli, AnAllocationTheHostRefusesIsStatus2) {
   const auto dir = testing::scratch_dir();
-  const auto folder = dir / "large";
-  std::filesystem::copy(testing::fixture("llama_gqa_llama3"), folder, std::filesystem::copy_options::recursive);
-  auto config = nlohmann::json::parse(testing::read_text(folder / "config.json"));
-  config["hidden_size"] = 4096;
-  config["intermediate_size"] = 16384;
-  config["num_hidden_layers"] = 8;
-  std::ofstream(folder / "config.json") << config.dump();
+  const auto folder = fixture_resized(dir, "large", 4096, 16384, 8);
   const auto run = run_tool(dir, "qeval",
                             "--model '" + folder.string() + "' --data tests/fixtures/tokens.h5 --seq-len 64 --device cpu",
                             "ulimit -v 6000000 &&");
